@@ -1,0 +1,241 @@
+import CLibXML2
+
+/// What the stream parser found in the bytes it was fed.
+public enum XMLStreamEvent: Sendable, Equatable {
+    /// The stream's root element opened; the element carries its attributes and no children.
+    case streamOpened(XMLElement)
+    /// A complete child of the stream root: a stanza, a handshake, a stream error.
+    case element(XMLElement)
+    /// The stream's root element closed.
+    case streamClosed
+}
+
+/// Why the stream parser gave up; each maps to the stream error that RFC 6120 §4.9.3 prescribes.
+public enum XMLStreamParserError: Error, Equatable, CustomStringConvertible {
+    /// Not well-formed XML, or not UTF-8 (`not-well-formed`).
+    case notWellFormed(String)
+    /// A DTD, entity declaration, comment or processing instruction (`restricted-xml`).
+    case restrictedXML(String)
+    /// One stanza grew past the limit (`policy-violation`).
+    case stanzaTooLarge(limit: Int)
+    /// Well-formed XML that is no XMPP stream, such as text beside the stanzas (`bad-format`).
+    case badFormat(String)
+
+    public var description: String {
+        switch self {
+        case .notWellFormed(let detail): "not well-formed XML: \(detail)"
+        case .restrictedXML(let what): "\(what) is not allowed in XMPP"
+        case .stanzaTooLarge(let limit): "stanza larger than \(limit) bytes"
+        case .badFormat(let detail): detail
+        }
+    }
+}
+
+/// Turns the bytes of one XMPP stream into events, using libxml2's SAX2 push parser
+/// (`xmlCreatePushParserCtxt`, `xmlParseChunk`).
+///
+/// libxml2 sees the stream as one document that never ends; the stanzas are the children of its
+/// root. Bytes may be split anywhere, including inside a stanza or a UTF-8 sequence. Call
+/// `reset()` before each new stream.
+public final class XMLStreamParser {
+    public let maxStanzaSize: Int
+
+    private var context: xmlParserCtxtPtr?
+    private var handler = xmlSAXHandler()
+    /// Elements open below the stream root; the first is the stanza being built.
+    fileprivate var open: [XMLElement] = []
+    fileprivate var depth = 0
+    fileprivate var events: [XMLStreamEvent] = []
+    fileprivate var failure: XMLStreamParserError?
+    /// Offset in the stream, as libxml2 counts consumed bytes, where the current stanza began.
+    fileprivate var stanzaStart = 0
+    private var bytesFed = 0
+
+    public init(maxStanzaSize: Int = 256 * 1024) {
+        self.maxStanzaSize = maxStanzaSize
+        installHandlers()
+        reset()
+    }
+
+    deinit {
+        if let context { xmlFreeParserCtxt(context) }
+    }
+
+    /// Forgets the current stream and starts afresh, as for a new connection.
+    public func reset() {
+        if let context { xmlFreeParserCtxt(context) }
+        open.removeAll(keepingCapacity: true)
+        events.removeAll(keepingCapacity: true)
+        depth = 0
+        failure = nil
+        stanzaStart = 0
+        bytesFed = 0
+        let user = Unmanaged.passUnretained(self).toOpaque()
+        context = xmlCreatePushParserCtxt(&handler, user, nil, 0, nil)
+        if let context {
+            // NOENT hands attribute values over with the predefined entities expanded; no other
+            // entity can exist, as a DTD stops the parser before it declares any.
+            let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOENT.rawValue | XML_PARSE_NOCDATA.rawValue)
+            xmlCtxtUseOptions(context, options)
+        }
+    }
+
+    /// Parses `bytes` and returns the events they complete, in order.
+    ///
+    /// - Throws: `XMLStreamParserError` when the stream cannot go on; the parser must be reset.
+    public func feed(_ bytes: UnsafeRawBufferPointer) throws -> [XMLStreamEvent] {
+        events.removeAll(keepingCapacity: true)
+        if let failure { throw failure }
+        guard let context else { throw XMLStreamParserError.notWellFormed("parser could not be created") }
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return [] }
+
+        bytesFed += bytes.count
+        let status = xmlParseChunk(context, base.assumingMemoryBound(to: CChar.self), Int32(bytes.count), 0)
+        if let failure { throw failure }
+        if status != 0 || context.pointee.wellFormed == 0 {
+            let failure = XMLStreamParserError.notWellFormed(lastErrorMessage(context))
+            self.failure = failure
+            throw failure
+        }
+        if currentStanzaSize(context) > maxStanzaSize {
+            let failure = XMLStreamParserError.stanzaTooLarge(limit: maxStanzaSize)
+            self.failure = failure
+            throw failure
+        }
+        return events
+    }
+
+    /// Convenience for tests and small inputs.
+    public func feed(_ bytes: [UInt8]) throws -> [XMLStreamEvent] {
+        try bytes.withUnsafeBytes { try feed($0) }
+    }
+
+    /// Bytes that belong to the stanza in progress: from its start tag when one is open, else the
+    /// bytes libxml2 holds unparsed (a start tag that has not ended yet).
+    private func currentStanzaSize(_ context: xmlParserCtxtPtr) -> Int {
+        if depth >= 2 { return bytesFed - stanzaStart }
+        guard let input = context.pointee.input, let cur = input.pointee.cur, let end = input.pointee.end else {
+            return 0
+        }
+        return end - cur
+    }
+
+    private func lastErrorMessage(_ context: xmlParserCtxtPtr) -> String {
+        guard let error = xmlCtxtGetLastError(context), let message = error.pointee.message else {
+            return "parse error"
+        }
+        var text = String(cString: message)
+        while text.last == "\n" { text.removeLast() }
+        return "\(text) (line \(error.pointee.line))"
+    }
+
+    fileprivate func stop(_ failure: XMLStreamParserError) {
+        if self.failure == nil { self.failure = failure }
+        if let context { xmlStopParser(context) }
+    }
+
+    fileprivate func markStanzaStart() {
+        guard let context else { return }
+        stanzaStart = Int(xmlByteConsumed(context))
+    }
+
+    private func installHandlers() {
+        handler.initialized = UInt32(XML_SAX2_MAGIC)
+        handler.startElementNs = { user, localname, prefix, uri, namespaceCount, namespaces, attributeCount, _, attributes in
+            guard let parser = XMLStreamParser.from(user), let localname else { return }
+            var element = XMLElement(name: string(localname), namespace: optionalString(uri), prefix: optionalString(prefix))
+            if namespaceCount > 0, let namespaces {
+                element.declarations.reserveCapacity(Int(namespaceCount))
+                for index in 0..<Int(namespaceCount) {
+                    element.declarations.append(XMLNamespaceDeclaration(
+                        prefix: optionalString(namespaces[2 * index]),
+                        uri: optionalString(namespaces[2 * index + 1]) ?? ""
+                    ))
+                }
+            }
+            if attributeCount > 0, let attributes {
+                element.attributes.reserveCapacity(Int(attributeCount))
+                for index in 0..<Int(attributeCount) {
+                    let base = 5 * index
+                    guard let name = attributes[base], let start = attributes[base + 3], let end = attributes[base + 4]
+                    else { continue }
+                    let value = String(decoding: UnsafeBufferPointer(start: start, count: end - start), as: UTF8.self)
+                    element.attributes.append(XMLAttribute(
+                        name: string(name),
+                        prefix: optionalString(attributes[base + 1]),
+                        namespace: optionalString(attributes[base + 2]),
+                        value: value
+                    ))
+                }
+            }
+            parser.depth += 1
+            if parser.depth == 1 {
+                parser.events.append(.streamOpened(element))
+            } else {
+                if parser.depth == 2 { parser.markStanzaStart() }
+                parser.open.append(element)
+            }
+        }
+        handler.endElementNs = { user, _, _, _ in
+            guard let parser = XMLStreamParser.from(user) else { return }
+            parser.depth -= 1
+            if parser.depth == 0 {
+                parser.events.append(.streamClosed)
+                return
+            }
+            guard let finished = parser.open.popLast() else { return }
+            if parser.open.isEmpty {
+                parser.events.append(.element(finished))
+            } else {
+                parser.open[parser.open.count - 1].children.append(.element(finished))
+            }
+        }
+        let characters: charactersSAXFunc = { user, bytes, length in
+            guard let parser = XMLStreamParser.from(user), let bytes, length > 0 else { return }
+            let buffer = UnsafeBufferPointer(start: bytes, count: Int(length))
+            if parser.open.isEmpty {
+                let blank = buffer.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+                if !blank { parser.stop(.badFormat("text outside of any stanza")) }
+                return
+            }
+            parser.open[parser.open.count - 1].append(text: String(decoding: buffer, as: UTF8.self))
+        }
+        handler.characters = characters
+        handler.ignorableWhitespace = characters
+        handler.internalSubset = { user, _, _, _ in
+            XMLStreamParser.from(user)?.stop(.restrictedXML("a document type declaration"))
+        }
+        handler.externalSubset = { user, _, _, _ in
+            XMLStreamParser.from(user)?.stop(.restrictedXML("a document type declaration"))
+        }
+        handler.entityDecl = { user, _, _, _, _, _ in
+            XMLStreamParser.from(user)?.stop(.restrictedXML("an entity declaration"))
+        }
+        handler.getEntity = { _, _ in nil }
+        handler.reference = { user, _ in
+            XMLStreamParser.from(user)?.stop(.restrictedXML("an entity reference"))
+        }
+        handler.comment = { user, _ in
+            XMLStreamParser.from(user)?.stop(.restrictedXML("a comment"))
+        }
+        handler.processingInstruction = { user, _, _ in
+            XMLStreamParser.from(user)?.stop(.restrictedXML("a processing instruction"))
+        }
+        // Errors are read from the context after each chunk; libxml2 must not print them.
+        handler.serror = { _, _ in }
+    }
+
+    fileprivate static func from(_ user: UnsafeMutableRawPointer?) -> XMLStreamParser? {
+        guard let user else { return nil }
+        return Unmanaged<XMLStreamParser>.fromOpaque(user).takeUnretainedValue()
+    }
+}
+
+private func string(_ pointer: UnsafePointer<xmlChar>) -> String {
+    String(cString: pointer)
+}
+
+private func optionalString(_ pointer: UnsafePointer<xmlChar>?) -> String? {
+    guard let pointer else { return nil }
+    return String(cString: pointer)
+}
