@@ -1,0 +1,175 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A YAML node with the file and key path it came from, read into typed values with errors that
+/// name the file, line and key. Plugins read their options through it too.
+public struct ConfigValue: Sendable {
+    public let node: YAMLNode
+    public let file: String
+    public let path: String
+
+    public init(node: YAMLNode, file: String, path: String) {
+        self.node = node
+        self.file = file
+        self.path = path
+    }
+
+    public var line: Int { node.line }
+
+    /// An error about this value.
+    public func error(_ message: String) -> ConfigError {
+        ConfigError(file: file, line: node.line, column: node.column, key: path, message: message)
+    }
+
+    public func string() throws(ConfigError) -> String {
+        guard let text = node.scalar else { throw error("expected text, found \(node.kindName)") }
+        return text
+    }
+
+    public func nonEmptyString() throws(ConfigError) -> String {
+        let text = try string()
+        guard !text.isEmpty else { throw error("must not be empty") }
+        return text
+    }
+
+    public func integer(in range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        let text = try string()
+        guard let number = Int(text) else { throw error("expected a whole number, found '\(text)'") }
+        guard range.contains(number) else {
+            throw error("\(number) is out of range \(range.lowerBound)...\(range.upperBound)")
+        }
+        return number
+    }
+
+    public func bool() throws(ConfigError) -> Bool {
+        switch try string().lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw error("expected true or false, found '\(node.scalar ?? "")'")
+        }
+    }
+
+    /// A duration written with a unit (`500ms`, `30s`, `5m`, `1h`); a bare number is seconds.
+    public func duration(minimum: Duration = .zero) throws(ConfigError) -> Duration {
+        let text = try string().trimmingSpaces()
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        var number = text
+        var scale = 1.0
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            number = String(text.dropLast(suffix.count))
+            scale = factor
+            break
+        }
+        guard let value = Double(number.trimmingSpaces()), value.isFinite, value >= 0 else {
+            throw error("expected a duration such as 500ms, 30s or 5m, found '\(text)'")
+        }
+        let duration = Duration.nanoseconds(Int64(value * scale * 1e9))
+        guard duration >= minimum else { throw error("must be at least \(minimum.seconds)s") }
+        return duration
+    }
+
+    /// A size in bytes written plainly or with a unit (`64KiB`, `1MiB`, `512`).
+    public func size(in range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        let text = try string().trimmingSpaces()
+        let units: [(String, Int)] = [("KiB", 1024), ("MiB", 1024 * 1024), ("KB", 1000), ("MB", 1_000_000), ("B", 1)]
+        var number = text
+        var scale = 1
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            number = String(text.dropLast(suffix.count))
+            scale = factor
+            break
+        }
+        guard let value = Int(number.trimmingSpaces()) else {
+            throw error("expected a size such as 65536, 64KiB or 1MiB, found '\(text)'")
+        }
+        let bytes = value * scale
+        guard range.contains(bytes) else {
+            throw error("\(bytes) bytes is out of range \(range.lowerBound)...\(range.upperBound)")
+        }
+        return bytes
+    }
+
+    public func jid() throws(ConfigError) -> JID {
+        let text = try nonEmptyString()
+        do {
+            return try JID(text)
+        } catch {
+            throw self.error("\(error)")
+        }
+    }
+
+    public func mapping() throws(ConfigError) -> ConfigMapping {
+        guard case .mapping(let pairs) = node.value else {
+            throw error("expected a mapping of keys to values, found \(node.kindName)")
+        }
+        return try ConfigMapping(pairs: pairs, owner: self)
+    }
+
+    public func list() throws(ConfigError) -> [ConfigValue] {
+        guard case .sequence(let items) = node.value else { throw error("expected a list, found \(node.kindName)") }
+        return items.enumerated().map { index, item in
+            ConfigValue(node: item, file: file, path: "\(path)[\(index)]")
+        }
+    }
+}
+
+/// The keys of a YAML mapping. Keys read are remembered, so that `finish()` can refuse the ones
+/// nobody asked for: a misspelt option fails loudly instead of being ignored.
+public struct ConfigMapping: Sendable {
+    public let owner: ConfigValue
+    private var values: [String: ConfigValue] = [:]
+    private var order: [String] = []
+    private var used: Set<String> = []
+
+    init(pairs: [(key: YAMLNode, value: YAMLNode)], owner: ConfigValue) throws(ConfigError) {
+        self.owner = owner
+        for (key, value) in pairs {
+            let keyValue = ConfigValue(node: key, file: owner.file, path: owner.path)
+            let name = try keyValue.string()
+            let path = owner.path.isEmpty ? name : "\(owner.path).\(name)"
+            guard values[name] == nil else {
+                throw ConfigError(file: owner.file, line: key.line, column: key.column, key: path,
+                                  message: "appears more than once")
+            }
+            values[name] = ConfigValue(node: value, file: owner.file, path: path)
+            order.append(name)
+        }
+    }
+
+    public var keys: [String] { order }
+
+    public mutating func optional(_ key: String) -> ConfigValue? {
+        used.insert(key)
+        return values[key]
+    }
+
+    public mutating func required(_ key: String) throws(ConfigError) -> ConfigValue {
+        used.insert(key)
+        guard let value = values[key] else {
+            let path = owner.path.isEmpty ? key : "\(owner.path).\(key)"
+            throw ConfigError(file: owner.file, line: owner.node.line, column: owner.node.column, key: path,
+                              message: "is required")
+        }
+        return value
+    }
+
+    /// Refuses keys that were never read.
+    public func finish() throws(ConfigError) {
+        for key in order where !used.contains(key) {
+            guard let value = values[key] else { continue }
+            let known = used.sorted().joined(separator: ", ")
+            throw ConfigError(file: value.file, line: value.node.line, column: value.node.column, key: value.path,
+                              message: "unknown key (known here: \(known))")
+        }
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}

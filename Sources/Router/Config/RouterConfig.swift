@@ -1,0 +1,201 @@
+import Foundation
+
+/// A secret that never prints: logs and error messages show `<redacted>`.
+public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
+    public let value: String
+
+    public init(_ value: String) { self.value = value }
+
+    public var description: String { "<redacted>" }
+    public var debugDescription: String { "<redacted>" }
+}
+
+/// A plugin named in the YAML, with its options still to be read by the plugin itself.
+public struct PluginSpec: Sendable {
+    public let name: String
+    /// The options mapping (every key but `name`), or nil when the plugin was given by name alone.
+    public let options: ConfigValue?
+    /// The YAML value that named the plugin, for errors about the name.
+    public let source: ConfigValue
+
+    /// Reads `strategy: random` or `strategy: { name: random, option: … }`.
+    init(_ value: ConfigValue) throws(ConfigError) {
+        source = value
+        if let name = value.node.scalar {
+            guard !name.isEmpty else { throw value.error("must name a plugin") }
+            self.name = name
+            options = nil
+            return
+        }
+        var mapping = try value.mapping()
+        name = try mapping.required("name").nonEmptyString()
+        guard case .mapping(let pairs) = value.node.value else { throw value.error("expected a mapping") }
+        let rest = pairs.filter { $0.key.scalar != "name" }
+        let node = YAMLNode(value: .mapping(rest), line: value.node.line, column: value.node.column, quoted: false)
+        options = ConfigValue(node: node, file: value.file, path: value.path)
+    }
+
+    /// The options as a mapping to read and `finish()`; empty when none were given.
+    public func optionMapping() throws(ConfigError) -> ConfigMapping {
+        if let options { return try options.mapping() }
+        let empty = YAMLNode(value: .mapping([]), line: source.node.line, column: source.node.column, quoted: false)
+        return try ConfigValue(node: empty, file: source.file, path: source.path).mapping()
+    }
+}
+
+/// One proxied target: a component connection, its target account, strategy and encoder.
+public struct RouteConfig: Sendable {
+    public var component: JID
+    public var serverHost: String
+    public var serverPort: UInt16
+    public var secret: Secret
+    public var target: JID
+    public var strategy: PluginSpec
+    public var encoder: PluginSpec
+    public var requestTimeout: Duration
+    public var keepalive: Duration
+    public var maxStanzaSize: Int
+    public var reconnectInitial: Duration
+    public var reconnectMax: Duration
+
+    /// The route's name in logs and commands: its component address.
+    public var name: String { component.description }
+}
+
+/// The whole configuration file, validated.
+public struct RouterConfig: Sendable {
+    public var file: String
+    public var logLevel: LogLevel
+    public var routes: [RouteConfig]
+
+    /// Reads and validates `path`; plugin names and options are checked by `catalog`.
+    public static func load(path: String, catalog: any PluginCatalog) throws(ConfigError) -> RouterConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: path, line: 0, column: 0, key: "", message: "cannot read the file: \(error.localizedDescription)")
+        }
+        return try parse(text, file: path, catalog: catalog)
+    }
+
+    /// Parses configuration text; `file` names it in errors and anchors relative secret files.
+    public static func parse(_ text: String, file: String, catalog: any PluginCatalog) throws(ConfigError) -> RouterConfig {
+        let root: YAMLNode?
+        do {
+            root = try YAMLDocument.parse(text)
+        } catch {
+            throw ConfigError(file: file, line: error.line, column: error.column, key: "", message: error.problem)
+        }
+        guard let root else {
+            throw ConfigError(file: file, line: 1, column: 1, key: "", message: "the file is empty; it needs `routes:`")
+        }
+        var top = try ConfigValue(node: root, file: file, path: "").mapping()
+        let logLevel = try top.optional("log_level").map { value throws(ConfigError) -> LogLevel in
+            let name = try value.string()
+            guard let level = LogLevel(name: name) else {
+                throw value.error("unknown level '\(name)'; use trace, debug, info, warning or error")
+            }
+            return level
+        } ?? .info
+        let routeValues = try top.required("routes").list()
+        try top.finish()
+        guard !routeValues.isEmpty else {
+            throw ConfigError(file: file, line: root.line, column: root.column, key: "routes",
+                              message: "needs at least one route")
+        }
+
+        var routes: [RouteConfig] = []
+        var seen: [JID: ConfigValue] = [:]
+        for value in routeValues {
+            let route = try parseRoute(value, catalog: catalog)
+            if let first = seen[route.component] {
+                throw value.error("component \(route.component) is already served by \(first.path)")
+            }
+            seen[route.component] = value
+            routes.append(route)
+        }
+        return RouterConfig(file: file, logLevel: logLevel, routes: routes)
+    }
+
+    private static func parseRoute(_ value: ConfigValue, catalog: any PluginCatalog) throws(ConfigError) -> RouteConfig {
+        var mapping = try value.mapping()
+
+        let componentValue = try mapping.required("component")
+        let component = try componentValue.jid()
+        guard component.localpart == nil, component.resourcepart == nil else {
+            throw componentValue.error("a component address is a domain, such as proxy.example.org")
+        }
+        var server = try mapping.required("server").mapping()
+        let host = try server.required("host").nonEmptyString()
+        let port = try server.optional("port")?.integer(in: 1...65535) ?? 5347
+        try server.finish()
+        let secret = try readSecret(try mapping.required("secret"))
+        let targetValue = try mapping.required("target")
+        let target = try targetValue.jid()
+        guard target.localpart != nil, target.resourcepart == nil else {
+            throw targetValue.error("the target is an account's bare JID, such as service@example.org")
+        }
+        let strategy = try PluginSpec(mapping.optional("strategy")
+            ?? ConfigValue(node: YAMLNode(value: .scalar("random"), line: value.line, column: value.node.column,
+                                          quoted: false), file: value.file, path: "\(value.path).strategy"))
+        let encoder = try PluginSpec(mapping.optional("encoder")
+            ?? ConfigValue(node: YAMLNode(value: .scalar("base64url"), line: value.line, column: value.node.column,
+                                          quoted: false), file: value.file, path: "\(value.path).encoder"))
+        let timeout = try mapping.optional("request_timeout")?.duration(minimum: .milliseconds(10)) ?? .seconds(30)
+        let keepalive = try mapping.optional("keepalive")?.duration(minimum: .seconds(1)) ?? .seconds(60)
+        let maxStanza = try mapping.optional("max_stanza_size")?.size(in: 4096...(64 * 1024 * 1024)) ?? 256 * 1024
+        var reconnectInitial = Duration.milliseconds(500)
+        var reconnectMax = Duration.seconds(30)
+        if let reconnectValue = mapping.optional("reconnect") {
+            var reconnect = try reconnectValue.mapping()
+            reconnectInitial = try reconnect.optional("initial")?.duration(minimum: .milliseconds(10)) ?? reconnectInitial
+            reconnectMax = try reconnect.optional("max")?.duration(minimum: .milliseconds(10)) ?? reconnectMax
+            try reconnect.finish()
+            guard reconnectMax >= reconnectInitial else {
+                throw reconnectValue.error("max must not be less than initial")
+            }
+        }
+        try mapping.finish()
+
+        let route = RouteConfig(
+            component: component, serverHost: host, serverPort: UInt16(port), secret: secret, target: target,
+            strategy: strategy, encoder: encoder, requestTimeout: timeout, keepalive: keepalive,
+            maxStanzaSize: maxStanza, reconnectInitial: reconnectInitial, reconnectMax: reconnectMax
+        )
+        // Build the plugins once, so that a bad name or option fails here with its line.
+        _ = try catalog.makeStrategy(route.strategy, for: route)
+        _ = try catalog.makeEncoder(route.encoder, for: route)
+        return route
+    }
+
+    /// `secret: text`, `secret: { file: PATH }` or `secret: { env: NAME }`.
+    private static func readSecret(_ value: ConfigValue) throws(ConfigError) -> Secret {
+        if value.node.scalar != nil { return Secret(try value.nonEmptyString()) }
+        var mapping = try value.mapping()
+        let file = mapping.optional("file")
+        let env = mapping.optional("env")
+        try mapping.finish()
+        switch (file, env) {
+        case (let file?, nil):
+            var path = try file.nonEmptyString()
+            if !path.hasPrefix("/") {
+                path = (URL(fileURLWithPath: value.file).deletingLastPathComponent().path) + "/" + path
+            }
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw file.error("cannot read the secret file '\(path)'")
+            }
+            let secret = text.trimmingSpaces()
+            guard !secret.isEmpty else { throw file.error("the secret file '\(path)' is empty") }
+            return Secret(secret)
+        case (nil, let env?):
+            let name = try env.nonEmptyString()
+            guard let secret = ProcessInfo.processInfo.environment[name], !secret.isEmpty else {
+                throw env.error("the environment variable \(name) is not set or empty")
+            }
+            return Secret(secret)
+        default:
+            throw value.error("give the secret inline, or exactly one of `file:` and `env:`")
+        }
+    }
+}

@@ -1,0 +1,91 @@
+/// Presence `<show/>` values (RFC 6121 §4.7.2.1); nil in a resource means plain available.
+public enum PresenceShow: String, Sendable {
+    case away, chat, dnd, xa
+}
+
+/// Whether a resource takes new requests.
+public enum ResourceState: String, Sendable {
+    case ready
+    case draining
+    case ejected
+}
+
+/// One online resource of the target, as the pool knows it.
+public struct PooledResource: Sendable {
+    /// The resourcepart, prepared.
+    public let name: String
+    public var priority: Int
+    public var show: PresenceShow?
+    public var weight: Int
+    public var state: ResourceState
+    /// Requests sent to this resource and not yet answered.
+    public var pending: Int
+    /// Requests this resource answered.
+    public var served: Int
+
+    public var isReady: Bool { state == .ready && weight > 0 }
+}
+
+/// The online resources of a route's target: a set keyed by resourcepart, stored contiguously so
+/// that strategies can index it. Removal swaps the last member into the hole, so no position is
+/// ever empty and a strategy can never pick a resource that left.
+public struct ResourcePool: Sendable {
+    public private(set) var members: [PooledResource] = []
+    private var positions: [String: Int] = [:]
+
+    public init() {}
+
+    public var count: Int { members.count }
+    public var isEmpty: Bool { members.isEmpty }
+    public var readyCount: Int { members.reduce(0) { $0 + ($1.isReady ? 1 : 0) } }
+
+    public subscript(name: String) -> PooledResource? {
+        positions[name].map { members[$0] }
+    }
+
+    /// Adds a resource or updates its presence. Returns true when it was not in the pool.
+    @discardableResult
+    public mutating func update(_ name: String, priority: Int, show: PresenceShow?) -> Bool {
+        if let index = positions[name] {
+            members[index].priority = priority
+            members[index].show = show
+            return false
+        }
+        positions[name] = members.count
+        members.append(PooledResource(
+            name: name, priority: priority, show: show, weight: 1, state: .ready, pending: 0, served: 0
+        ))
+        return true
+    }
+
+    /// Removes a resource; returns what the pool knew of it.
+    @discardableResult
+    public mutating func remove(_ name: String) -> PooledResource? {
+        guard let index = positions.removeValue(forKey: name) else { return nil }
+        let removed = members[index]
+        let last = members.removeLast()
+        if index < members.count {
+            members[index] = last
+            positions[last.name] = index
+        }
+        return removed
+    }
+
+    public mutating func removeAll() {
+        members.removeAll()
+        positions.removeAll()
+    }
+
+    /// Counts a request sent to `name`.
+    mutating func requestSent(to name: String) {
+        guard let index = positions[name] else { return }
+        members[index].pending += 1
+    }
+
+    /// Counts the end of a request held by `name`; `answered` when the resource replied.
+    mutating func requestEnded(at name: String, answered: Bool) {
+        guard let index = positions[name] else { return }
+        members[index].pending = max(0, members[index].pending - 1)
+        if answered { members[index].served += 1 }
+    }
+}

@@ -1,0 +1,93 @@
+extension RouteCore {
+    /// Presence from the target keeps the pool; presence from anyone else is refused.
+    mutating func handlePresence(_ presence: XMLElement, from: JID, to: JID, into actions: inout [RouteAction]) {
+        let type = presence[attribute: "type"]
+        guard from.bare == config.target else {
+            refuseUserPresence(presence, type: type, into: &actions)
+            return
+        }
+        switch type {
+        case nil:
+            guard let resource = from.resourcepart else { return }
+            resourceAvailable(resource, presence: presence)
+        case "unavailable":
+            guard let resource = from.resourcepart else { return }
+            resourceUnavailable(resource, into: &actions)
+        case "subscribe":
+            // The target's client asks for our presence in return; grant it.
+            actions.append(.send(self.presence(type: "subscribed", to: from.bare.description)))
+        case "subscribed":
+            // Only now may the router probe: a probe before approval makes Prosody answer
+            // `unsubscribed`, which cancels the pending subscription request for good.
+            subscribeBounces = 0
+            log.info("target approved the subscription", [("target", from.bare.description)])
+            actions.append(.send(self.presence(type: "probe", to: from.bare.description)))
+        case "unsubscribed":
+            log.warning("target refused or cancelled the presence subscription", [("target", from.bare.description)])
+            emptyPool(because: "subscription cancelled", into: &actions)
+        case "error":
+            let condition = presence.child("error")?.elements.first?.name ?? "undefined-condition"
+            emptyPool(because: condition, into: &actions)
+            subscribeBounces += 1
+            let delay = resubscribeDelay(after: subscribeBounces)
+            log.warning("presence error from the target; subscribing again later", [
+                ("condition", condition), ("retry_in", "\(delay.seconds)s"),
+            ])
+            actions.append(.resubscribe(after: delay))
+        default:
+            break
+        }
+    }
+
+    private mutating func resourceAvailable(_ resource: String, presence: XMLElement) {
+        let priority = presence.child("priority").flatMap { Int($0.text.trimmingSpaces()) } ?? 0
+        let show = presence.child("show").flatMap { PresenceShow(rawValue: $0.text.trimmingSpaces()) }
+        if pool.update(resource, priority: priority, show: show) {
+            log.info("resource available", [("resource", resource), ("resources", "\(pool.count)")])
+        }
+    }
+
+    private mutating func resourceUnavailable(_ resource: String, into actions: inout [RouteAction]) {
+        guard pool.remove(resource) != nil else { return }
+        log.info("resource unavailable", [("resource", resource), ("resources", "\(pool.count)")])
+        failRequests(heldBy: resource, into: &actions)
+    }
+
+    /// Forgets every resource, answering the requests they held.
+    private mutating func emptyPool(because reason: String, into actions: inout [RouteAction]) {
+        let names = pool.members.map(\.name)
+        pool.removeAll()
+        for name in names { failRequests(heldBy: name, into: &actions) }
+        if !names.isEmpty {
+            log.info("resource pool emptied", [("reason", reason), ("resources", "0")])
+        }
+    }
+
+    private mutating func failRequests(heldBy resource: String, into actions: inout [RouteAction]) {
+        let error = StanzaError(.wait, .recipientUnavailable, text: "The resource serving the request went offline.")
+        for request in pending.removeAll(heldBy: resource) {
+            count(error)
+            actions.append(.send(errorReply(to: request, error)))
+        }
+    }
+
+    /// Backoff for a bounced subscription: `initial · 2^(n-1)`, at most `max` (no jitter: one per route).
+    private func resubscribeDelay(after bounces: Int) -> Duration {
+        let initial = config.reconnectInitial.seconds
+        let seconds = min(config.reconnectMax.seconds, initial * Double(1 << min(bounces - 1, 20)))
+        return .nanoseconds(Int64(seconds * 1e9))
+    }
+
+    /// Users' presence to the component: refuse what asks for something (RFC 6120 §8.3), and let
+    /// the rest (unavailable, errors, subscription answers) pass silently, as it needs no answer.
+    private mutating func refuseUserPresence(_ presence: XMLElement, type: String?, into actions: inout [RouteAction]) {
+        switch type {
+        case nil, "subscribe", "probe":
+            let error = StanzaError(.cancel, .featureNotImplemented, text: "This service takes IQ requests only.")
+            count(error)
+            actions.append(.send(errorReply(to: presence, error)))
+        default:
+            break
+        }
+    }
+}

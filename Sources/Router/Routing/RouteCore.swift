@@ -1,0 +1,286 @@
+/// Something a route's connection must do after the core handled an event.
+public enum RouteAction: Sendable, Equatable {
+    /// Write a stanza to the server.
+    case send(XMLElement)
+    /// Send the presence subscription again after a delay (the last one bounced).
+    case resubscribe(after: Duration)
+}
+
+/// Counters an operator reads to see what a route did.
+public struct RouteStats: Sendable {
+    public var forwarded = 0
+    public var answered = 0
+    public var timeouts = 0
+    /// Errors the router answered itself, by condition.
+    public var routerErrors: [String: Int] = [:]
+    /// Replies dropped: late, duplicate, forged or undecodable.
+    public var droppedReplies = 0
+}
+
+/// The routing decisions of one route, free of sockets and clocks: events go in, `RouteAction`s
+/// come out. The route's connection feeds it from its serial context and applies the actions.
+public struct RouteCore {
+    public let config: RouteConfig
+    public private(set) var strategy: any BalancingStrategy
+    public private(set) var encoder: any JATEncoder
+    public internal(set) var pool = ResourcePool()
+    public internal(set) var pending = PendingRequests()
+    public private(set) var stats = RouteStats()
+    /// Requests in flight when the connection was lost; answered once it is back.
+    private var orphaned: [PendingRequest] = []
+    var subscribeBounces = 0
+    private let component: String
+    private let target: String
+    let log: Logger
+
+    public init(config: RouteConfig, strategy: any BalancingStrategy, encoder: any JATEncoder, log: Logger) {
+        self.config = config
+        self.strategy = strategy
+        self.encoder = encoder
+        self.component = config.component.description
+        self.target = config.target.description
+        self.log = log
+    }
+
+    // MARK: Connection events
+
+    /// The handshake succeeded: ask for the target's presence, and answer the requests that were
+    /// in flight when the previous connection was lost.
+    public mutating func streamAuthenticated(into actions: inout [RouteAction]) {
+        actions.append(.send(presence(type: "subscribe", to: target)))
+        let lost = orphaned
+        orphaned.removeAll()
+        for request in lost {
+            let error = StanzaError(.wait, .remoteServerTimeout,
+                                    text: "The router lost its server connection before the reply came.")
+            actions.append(.send(errorReply(to: request, error)))
+        }
+        if !lost.isEmpty {
+            log.warning("answered requests lost with the connection", [("requests", "\(lost.count)")])
+        }
+    }
+
+    /// The connection is gone: the router knows no resource any more, and the requests in flight
+    /// can only be answered once a new connection is up.
+    public mutating func connectionLost() {
+        pool.removeAll()
+        for request in pending.removeAll() {
+            orphaned.append(request)
+            stats.routerErrors[StanzaErrorCondition.remoteServerTimeout.rawValue, default: 0] += 1
+        }
+    }
+
+    /// Answers every request in flight, as the router stops.
+    public mutating func shutdown(into actions: inout [RouteAction]) {
+        let error = StanzaError(.cancel, .serviceUnavailable, text: "The router is shutting down.")
+        for request in pending.removeAll() {
+            count(error)
+            actions.append(.send(errorReply(to: request, error)))
+        }
+        pool.removeAll()
+    }
+
+    /// Answers the requests whose deadline has passed with `remote-server-timeout`.
+    public mutating func expire(now: Instant, into actions: inout [RouteAction]) {
+        for request in pending.removeExpired(now: now) {
+            pool.requestEnded(at: request.resource, answered: false)
+            stats.timeouts += 1
+            let error = StanzaError(.wait, .remoteServerTimeout, text: "The service did not answer in time.")
+            count(error)
+            actions.append(.send(errorReply(to: request, error)))
+            log.debug("request timed out", [("resource", request.resource), ("stanza.id", request.key.id)])
+        }
+    }
+
+    /// When `expire(now:into:)` must next run.
+    public mutating func nextDeadline() -> Instant? { pending.nextDeadline() }
+
+    /// Time to send the subscription again after a bounce.
+    public mutating func resubscribe(into actions: inout [RouteAction]) {
+        actions.append(.send(presence(type: "subscribe", to: target)))
+    }
+
+    // MARK: Stanzas
+
+    /// Handles one stanza from the server.
+    public mutating func handle(_ stanza: XMLElement, now: Instant, into actions: inout [RouteAction]) {
+        guard stanza.namespace == componentNamespace else {
+            log.debug("ignored element", [("element", stanza.name)])
+            return
+        }
+        guard let fromText = stanza[attribute: "from"], let toText = stanza[attribute: "to"] else {
+            log.debug("dropped stanza without from or to", [("stanza", stanza.name)])
+            return
+        }
+        let from: JID
+        let to: JID
+        do {
+            from = try JID(fromText)
+            to = try JID(toText)
+        } catch {
+            log.debug("dropped stanza with an invalid address", [("error", "\(error)")])
+            return
+        }
+        switch stanza.name {
+        case "iq": handleIQ(stanza, from: from, to: to, toText: toText, now: now, into: &actions)
+        case "presence": handlePresence(stanza, from: from, to: to, into: &actions)
+        case "message": handleMessage(stanza, from: from, into: &actions)
+        default: log.debug("ignored element", [("element", stanza.name)])
+        }
+    }
+
+    private mutating func handleIQ(
+        _ iq: XMLElement, from: JID, to: JID, toText: String, now: Instant, into actions: inout [RouteAction]
+    ) {
+        let type = iq[attribute: "type"]
+        switch type {
+        case "get", "set":
+            let kind: RequestKind = type == "get" ? .get : .set
+            if let error = refusal(of: iq, from: from, to: to) {
+                count(error)
+                actions.append(.send(errorReply(to: iq, error)))
+                return
+            }
+            forward(iq, kind: kind, from: from, toText: toText, now: now, into: &actions)
+        case "result", "error":
+            returnReply(iq, from: from, to: to, now: now, into: &actions)
+        default:
+            let error = StanzaError(.modify, .badRequest, text: "An IQ's type is get, set, result or error.")
+            count(error)
+            actions.append(.send(errorReply(to: iq, error)))
+        }
+    }
+
+    /// Why a request cannot be forwarded at all, before any resource is considered.
+    private func refusal(of iq: XMLElement, from: JID, to: JID) -> StanzaError? {
+        if iq[attribute: "id"] == nil {
+            return StanzaError(.modify, .badRequest, text: "An IQ request needs an id.")
+        }
+        if to.localpart == nil, to.resourcepart != nil {
+            // Limitation: requests from the service to a requester (through a JAT) are not proxied.
+            return StanzaError(.cancel, .serviceUnavailable, text: "Translated addresses take no requests.")
+        }
+        if from.bare == config.target {
+            return StanzaError(.cancel, .serviceUnavailable, text: "The service cannot call itself through the router.")
+        }
+        return nil
+    }
+
+    private mutating func forward(
+        _ iq: XMLElement, kind: RequestKind, from: JID, toText: String, now: Instant, into actions: inout [RouteAction]
+    ) {
+        let id = iq[attribute: "id"] ?? ""
+        let key = PendingKey(sender: from, id: id)
+        guard !pending.contains(key) else {
+            let error = StanzaError(.modify, .badRequest, text: "A request with this id is already in flight.")
+            count(error)
+            actions.append(.send(errorReply(to: iq, error)))
+            return
+        }
+        let jat: String
+        do {
+            jat = try encoder.encode(from)
+        } catch {
+            let refusal = StanzaError(.modify, .notAcceptable, text: "Your address cannot be translated: \(error).")
+            count(refusal)
+            actions.append(.send(errorReply(to: iq, refusal)))
+            return
+        }
+        guard let resource = strategy.pick(for: BalancingRequest(sender: from, kind: kind), from: pool) else {
+            let error = StanzaError(.cancel, .serviceUnavailable, text: "No resource of the service is online.")
+            count(error)
+            actions.append(.send(errorReply(to: iq, error)))
+            return
+        }
+
+        var forwarded = iq
+        forwarded[attribute: "from"] = component + "/" + jat
+        forwarded[attribute: "to"] = target + "/" + resource
+        pending.insert(key, addressed: toText, resource: resource, kind: kind, now: now, timeout: config.requestTimeout)
+        pool.requestSent(to: resource)
+        stats.forwarded += 1
+        actions.append(.send(forwarded))
+        log.trace("forwarded request", [("resource", resource), ("stanza.id", id)])
+    }
+
+    /// A result or error for a translated address: back to the requester, if it answers a request
+    /// in flight and comes from the resource that holds it.
+    private mutating func returnReply(
+        _ reply: XMLElement, from: JID, to: JID, now: Instant, into actions: inout [RouteAction]
+    ) {
+        guard to.localpart == nil, let jat = to.resourcepart else {
+            log.debug("dropped reply to an untranslated address", [("to", to.description)])
+            return
+        }
+        guard from.bare == config.target, let resource = from.resourcepart else {
+            stats.droppedReplies += 1
+            log.warning("dropped reply from outside the target", [("from", from.description)])
+            return
+        }
+        let sender: JID
+        do {
+            sender = try encoder.decode(jat)
+        } catch {
+            stats.droppedReplies += 1
+            log.warning("dropped reply to an address the encoder did not make", [("resource", resource)])
+            return
+        }
+        let key = PendingKey(sender: sender, id: reply[attribute: "id"] ?? "")
+        guard let request = pending[key], request.resource == resource else {
+            stats.droppedReplies += 1
+            log.debug("dropped reply matching no request in flight", [("resource", resource), ("stanza.id", key.id)])
+            return
+        }
+
+        pending.remove(key)
+        pool.requestEnded(at: resource, answered: true)
+        stats.answered += 1
+        var answer = reply
+        answer[attribute: "from"] = request.addressed
+        answer[attribute: "to"] = sender.description
+        actions.append(.send(answer))
+    }
+
+    private mutating func handleMessage(_ message: XMLElement, from: JID, into actions: inout [RouteAction]) {
+        guard message[attribute: "type"] != "error", from.bare != config.target else { return }
+        let error = StanzaError(.cancel, .featureNotImplemented, text: "This service takes IQ requests only.")
+        count(error)
+        actions.append(.send(errorReply(to: message, error)))
+    }
+
+    // MARK: Errors
+
+    mutating func count(_ error: StanzaError) {
+        stats.routerErrors[error.condition.rawValue, default: 0] += 1
+    }
+
+    /// An error reply to `stanza`: same name and id, addresses swapped (RFC 6120 §8.3.1).
+    func errorReply(to stanza: XMLElement, _ error: StanzaError) -> XMLElement {
+        var reply = XMLElement(name: stanza.name, namespace: componentNamespace)
+        if let id = stanza[attribute: "id"] { reply[attribute: "id"] = id }
+        reply[attribute: "type"] = "error"
+        if let to = stanza[attribute: "to"] { reply[attribute: "from"] = to }
+        if let from = stanza[attribute: "from"] { reply[attribute: "to"] = from }
+        reply.append(error.element())
+        return reply
+    }
+
+    /// An error reply to a request in flight, from the address its sender used.
+    func errorReply(to request: PendingRequest, _ error: StanzaError) -> XMLElement {
+        var reply = XMLElement(name: "iq", namespace: componentNamespace)
+        reply[attribute: "id"] = request.key.id
+        reply[attribute: "type"] = "error"
+        reply[attribute: "from"] = request.addressed
+        reply[attribute: "to"] = request.key.sender.description
+        reply.append(error.element())
+        return reply
+    }
+
+    func presence(type: String?, to: String) -> XMLElement {
+        var presence = XMLElement(name: "presence", namespace: componentNamespace)
+        presence[attribute: "from"] = component
+        presence[attribute: "to"] = to
+        if let type { presence[attribute: "type"] = type }
+        return presence
+    }
+}
