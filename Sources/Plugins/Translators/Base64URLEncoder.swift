@@ -21,17 +21,15 @@ public final class Base64URLEncoder: JATEncoder {
 
     public func decode(_ resourcepart: String) throws(JATError) -> JID {
         guard let bytes = Base64URL.decode(resourcepart) else { throw JATError("not unpadded base64url") }
+        return try Self.canonicalJID(bytes)
+    }
+
+    /// The JID whose text is `bytes`, if `bytes` is exactly the prepared form an encoder makes.
+    static func canonicalJID(_ bytes: [UInt8]) throws(JATError) -> JID {
         guard let text = String(validating: bytes, as: UTF8.self) else { throw JATError("not UTF-8") }
-        do {
-            let jid = try JID(text)
-            // Only the canonical form decodes: it is the one `encode` makes.
-            guard jid.description == text else { throw JATError("not a prepared JID") }
-            return jid
-        } catch let error as JATError {
-            throw error
-        } catch {
-            throw JATError("not a JID")
-        }
+        guard let jid = try? JID(text) else { throw JATError("not a JID") }
+        guard jid.description == text else { throw JATError("not a prepared JID") }
+        return jid
     }
 }
 

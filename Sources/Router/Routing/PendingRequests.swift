@@ -12,6 +12,8 @@ public struct PendingRequest: Sendable {
     public let addressed: String
     /// The resourcepart of the target resource holding the request.
     public let resource: String
+    /// The translated sender the request went out from.
+    public let jat: String
     public let kind: RequestKind
     public let started: Instant
     public let deadline: Instant
@@ -42,12 +44,13 @@ public struct PendingRequests: Sendable {
 
     /// Records a forwarded request. The caller has checked that `key` is not in flight.
     public mutating func insert(
-        _ key: PendingKey, addressed: String, resource: String, kind: RequestKind, now: Instant, timeout: Duration
+        _ key: PendingKey, addressed: String, resource: String, jat: String, kind: RequestKind, now: Instant,
+        timeout: Duration
     ) {
         nextSerial += 1
         let deadline = now + timeout
         requests[key] = PendingRequest(
-            key: key, addressed: addressed, resource: resource, kind: kind, started: now, deadline: deadline,
+            key: key, addressed: addressed, resource: resource, jat: jat, kind: kind, started: now, deadline: deadline,
             serial: nextSerial
         )
         deadlines.append((key, deadline, nextSerial))

@@ -48,6 +48,18 @@ public protocol JATEncoder: AnyObject {
     func encode(_ sender: JID) throws(JATError) -> String
 
     func decode(_ resourcepart: String) throws(JATError) -> JID
+
+    /// A request translated to `jat` was forwarded. An encoder that keeps state keeps the entry
+    /// behind `jat` until every such request has ended.
+    func requestStarted(jat: String)
+
+    /// A request translated to `jat` ended: answered, timed out or failed.
+    func requestEnded(jat: String)
+}
+
+extension JATEncoder {
+    public func requestStarted(jat: String) {}
+    public func requestEnded(jat: String) {}
 }
 
 /// Builds strategies and encoders from their YAML specification; bad names and options are

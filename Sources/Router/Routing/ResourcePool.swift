@@ -22,6 +22,9 @@ public struct PooledResource: Sendable {
     public var pending: Int
     /// Requests this resource answered.
     public var served: Int
+    /// Recent reply latency: an exponentially weighted moving average, `avg += (sample - avg) / 8`;
+    /// nil until the first reply.
+    public var latency: Duration?
 
     public var isReady: Bool { state == .ready && weight > 0 }
 }
@@ -32,6 +35,9 @@ public struct PooledResource: Sendable {
 public struct ResourcePool: Sendable {
     public private(set) var members: [PooledResource] = []
     private var positions: [String: Int] = [:]
+    /// Changes whenever membership, presence, weight or state changes (not for pending counts),
+    /// so that a strategy can cache what it derives from the pool until the next change.
+    public private(set) var generation: UInt64 = 0
 
     public init() {}
 
@@ -47,14 +53,18 @@ public struct ResourcePool: Sendable {
     @discardableResult
     public mutating func update(_ name: String, priority: Int, show: PresenceShow?) -> Bool {
         if let index = positions[name] {
-            members[index].priority = priority
-            members[index].show = show
+            if members[index].priority != priority || members[index].show != show {
+                members[index].priority = priority
+                members[index].show = show
+                generation &+= 1
+            }
             return false
         }
         positions[name] = members.count
         members.append(PooledResource(
-            name: name, priority: priority, show: show, weight: 1, state: .ready, pending: 0, served: 0
+            name: name, priority: priority, show: show, weight: 1, state: .ready, pending: 0, served: 0, latency: nil
         ))
+        generation &+= 1
         return true
     }
 
@@ -63,6 +73,7 @@ public struct ResourcePool: Sendable {
     public mutating func remove(_ name: String) -> PooledResource? {
         guard let index = positions.removeValue(forKey: name) else { return nil }
         let removed = members[index]
+        generation &+= 1
         let last = members.removeLast()
         if index < members.count {
             members[index] = last
@@ -74,6 +85,25 @@ public struct ResourcePool: Sendable {
     public mutating func removeAll() {
         members.removeAll()
         positions.removeAll()
+        generation &+= 1
+    }
+
+    /// Sets a resource's weight; false if it is not in the pool.
+    @discardableResult
+    public mutating func setWeight(_ weight: Int, of name: String) -> Bool {
+        guard let index = positions[name] else { return false }
+        members[index].weight = max(0, weight)
+        generation &+= 1
+        return true
+    }
+
+    /// Sets a resource's state; false if it is not in the pool.
+    @discardableResult
+    public mutating func setState(_ state: ResourceState, of name: String) -> Bool {
+        guard let index = positions[name] else { return false }
+        members[index].state = state
+        generation &+= 1
+        return true
     }
 
     /// Counts a request sent to `name`.
@@ -82,10 +112,16 @@ public struct ResourcePool: Sendable {
         members[index].pending += 1
     }
 
-    /// Counts the end of a request held by `name`; `answered` when the resource replied.
-    mutating func requestEnded(at name: String, answered: Bool) {
+    /// Counts the end of a request held by `name`; `latency` is given when the resource replied.
+    mutating func requestEnded(at name: String, latency: Duration?) {
         guard let index = positions[name] else { return }
         members[index].pending = max(0, members[index].pending - 1)
-        if answered { members[index].served += 1 }
+        guard let latency else { return }
+        members[index].served += 1
+        if let average = members[index].latency {
+            members[index].latency = average + (latency - average) / 8
+        } else {
+            members[index].latency = latency
+        }
     }
 }

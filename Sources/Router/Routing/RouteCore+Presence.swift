@@ -66,6 +66,7 @@ extension RouteCore {
     private mutating func failRequests(heldBy resource: String, into actions: inout [RouteAction]) {
         let error = StanzaError(.wait, .recipientUnavailable, text: "The resource serving the request went offline.")
         for request in pending.removeAll(heldBy: resource) {
+            finish(request, latency: nil)
             count(error)
             actions.append(.send(errorReply(to: request, error)))
         }

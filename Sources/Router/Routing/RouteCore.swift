@@ -63,8 +63,9 @@ public struct RouteCore {
     /// The connection is gone: the router knows no resource any more, and the requests in flight
     /// can only be answered once a new connection is up.
     public mutating func connectionLost() {
-        pool.removeAll()
+        defer { pool.removeAll() }
         for request in pending.removeAll() {
+            finish(request, latency: nil)
             orphaned.append(request)
             stats.routerErrors[StanzaErrorCondition.remoteServerTimeout.rawValue, default: 0] += 1
         }
@@ -74,6 +75,7 @@ public struct RouteCore {
     public mutating func shutdown(into actions: inout [RouteAction]) {
         let error = StanzaError(.cancel, .serviceUnavailable, text: "The router is shutting down.")
         for request in pending.removeAll() {
+            finish(request, latency: nil)
             count(error)
             actions.append(.send(errorReply(to: request, error)))
         }
@@ -83,7 +85,7 @@ public struct RouteCore {
     /// Answers the requests whose deadline has passed with `remote-server-timeout`.
     public mutating func expire(now: Instant, into actions: inout [RouteAction]) {
         for request in pending.removeExpired(now: now) {
-            pool.requestEnded(at: request.resource, answered: false)
+            finish(request, latency: nil)
             stats.timeouts += 1
             let error = StanzaError(.wait, .remoteServerTimeout, text: "The service did not answer in time.")
             count(error)
@@ -196,8 +198,10 @@ public struct RouteCore {
         var forwarded = iq
         forwarded[attribute: "from"] = component + "/" + jat
         forwarded[attribute: "to"] = target + "/" + resource
-        pending.insert(key, addressed: toText, resource: resource, kind: kind, now: now, timeout: config.requestTimeout)
+        pending.insert(key, addressed: toText, resource: resource, jat: jat, kind: kind, now: now,
+                       timeout: config.requestTimeout)
         pool.requestSent(to: resource)
+        encoder.requestStarted(jat: jat)
         stats.forwarded += 1
         actions.append(.send(forwarded))
         log.trace("forwarded request", [("resource", resource), ("stanza.id", id)])
@@ -233,7 +237,7 @@ public struct RouteCore {
         }
 
         pending.remove(key)
-        pool.requestEnded(at: resource, answered: true)
+        finish(request, latency: now.since(request.started))
         stats.answered += 1
         var answer = reply
         answer[attribute: "from"] = request.addressed
@@ -246,6 +250,12 @@ public struct RouteCore {
         let error = StanzaError(.cancel, .featureNotImplemented, text: "This service takes IQ requests only.")
         count(error)
         actions.append(.send(errorReply(to: message, error)))
+    }
+
+    /// Accounts for the end of a request in the pool and in the encoder.
+    mutating func finish(_ request: PendingRequest, latency: Duration?) {
+        pool.requestEnded(at: request.resource, latency: latency)
+        encoder.requestEnded(jat: request.jat)
     }
 
     // MARK: Errors

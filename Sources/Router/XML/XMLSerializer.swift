@@ -84,7 +84,10 @@ public enum XMLSerializer {
     /// so that attribute-value normalization gives back the same value), and drops characters
     /// that XML 1.0 forbids.
     public static func appendEscaped(_ text: String, inAttribute: Bool, into out: inout [UInt8]) {
+        // The two bytes before `byte`, to spot U+FFFE and U+FFFF (EF BF BE, EF BF BF).
+        var previous: (UInt8, UInt8) = (0, 0)
         for byte in text.utf8 {
+            defer { previous = (previous.1, byte) }
             switch byte {
             case UInt8(ascii: "&"): out.append(contentsOf: "&amp;".utf8)
             case UInt8(ascii: "<"): out.append(contentsOf: "&lt;".utf8)
@@ -96,6 +99,7 @@ public enum XMLSerializer {
             case 0x0D: out.append(contentsOf: "&#13;".utf8)
             case 0x09, 0x0A: out.append(byte)
             case 0x00..<0x20: continue
+            case 0xBE...0xBF where previous == (0xEF, 0xBF): out.removeLast(2)
             default: out.append(byte)
             }
         }

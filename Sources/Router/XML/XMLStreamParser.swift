@@ -49,6 +49,9 @@ public final class XMLStreamParser {
     fileprivate var failure: XMLStreamParserError?
     /// Offset in the stream, as libxml2 counts consumed bytes, where the current stanza began.
     fileprivate var stanzaStart = 0
+    /// Offset where the next stanza can begin: after the root's start tag, the last stanza or the
+    /// last blank text, so that a stanza's start tag counts towards its size.
+    fileprivate var boundary = 0
     private var bytesFed = 0
 
     public init(maxStanzaSize: Int = 256 * 1024) {
@@ -69,6 +72,7 @@ public final class XMLStreamParser {
         depth = 0
         failure = nil
         stanzaStart = 0
+        boundary = 0
         bytesFed = 0
         let user = Unmanaged.passUnretained(self).toOpaque()
         context = xmlCreatePushParserCtxt(&handler, user, nil, 0, nil)
@@ -92,7 +96,8 @@ public final class XMLStreamParser {
         bytesFed += bytes.count
         let status = xmlParseChunk(context, base.assumingMemoryBound(to: CChar.self), Int32(bytes.count), 0)
         if let failure { throw failure }
-        if status != 0 || context.pointee.wellFormed == 0 {
+        // libxml2 reports namespace errors (an undeclared prefix) apart from well-formedness.
+        if status != 0 || context.pointee.wellFormed == 0 || context.pointee.nsWellFormed == 0 {
             let failure = XMLStreamParserError.notWellFormed(lastErrorMessage(context))
             self.failure = failure
             throw failure
@@ -135,8 +140,24 @@ public final class XMLStreamParser {
     }
 
     fileprivate func markStanzaStart() {
+        stanzaStart = boundary
+    }
+
+    fileprivate func markBoundary() {
         guard let context else { return }
-        stanzaStart = Int(xmlByteConsumed(context))
+        boundary = Int(xmlByteConsumed(context))
+    }
+
+    /// Whether the stanza that just ended is within the limit; stops the parser when it is not.
+    /// A stanza may come whole in one chunk, which the check after each chunk does not see.
+    fileprivate func acceptsFinishedStanza() -> Bool {
+        guard let context else { return false }
+        if Int(xmlByteConsumed(context)) - stanzaStart > maxStanzaSize {
+            stop(.stanzaTooLarge(limit: maxStanzaSize))
+            return false
+        }
+        markBoundary()
+        return true
     }
 
     private func installHandlers() {
@@ -170,6 +191,7 @@ public final class XMLStreamParser {
             }
             parser.depth += 1
             if parser.depth == 1 {
+                parser.markBoundary()
                 parser.events.append(.streamOpened(element))
             } else {
                 if parser.depth == 2 { parser.markStanzaStart() }
@@ -185,6 +207,7 @@ public final class XMLStreamParser {
             }
             guard let finished = parser.open.popLast() else { return }
             if parser.open.isEmpty {
+                guard parser.acceptsFinishedStanza() else { return }
                 parser.events.append(.element(finished))
             } else {
                 parser.open[parser.open.count - 1].children.append(.element(finished))
@@ -195,7 +218,11 @@ public final class XMLStreamParser {
             let buffer = UnsafeBufferPointer(start: bytes, count: Int(length))
             if parser.open.isEmpty {
                 let blank = buffer.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
-                if !blank { parser.stop(.badFormat("text outside of any stanza")) }
+                if blank {
+                    parser.markBoundary()
+                } else {
+                    parser.stop(.badFormat("text outside of any stanza"))
+                }
                 return
             }
             parser.open[parser.open.count - 1].append(text: String(decoding: buffer, as: UTF8.self))

@@ -107,6 +107,11 @@ public struct JID: Hashable, Sendable, CustomStringConvertible {
             prepared = ascii
         } else {
             prepared = try stringprep(String(part), profile: profile, in: input)
+            // Nameprep lets any ASCII through; a domain name holds letters, digits, hyphens and dots
+            // (RFC 6122 §2.2, STD3 rules), an IP literal brackets and colons (see `isDomainByte`).
+            if profile == .nameprep, prepared.utf8.contains(where: { $0 < 0x80 && !isDomainByte($0) }) {
+                throw JIDError(input: input, reason: "domainpart contains a character no domain name holds")
+            }
         }
         guard !prepared.isEmpty else {
             throw JIDError(input: input, reason: "\(profile.partName) is empty after preparation")
