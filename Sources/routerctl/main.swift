@@ -1,112 +1,165 @@
 import Dispatch
+import Foundation
 import Plugins
-#if canImport(Glibc)
-import Glibc
-#endif
 
-/// What the user sees when a command fails: one line and an exit code, no stack trace.
-struct CommandFailure: Error {
-    var message: String
-    var exitCode: Int32
+/// Options every command takes, and its positional arguments.
+struct Invocation {
+    var arguments: [String] = []
+    var json = false
+    var socket: String?
+    var config: String?
+    var logLevel: LogLevel?
+    var limit: Int?
+
+    /// The control socket: `--socket`, else the one `--config` names, else the default.
+    func socketPath() throws(CommandFailure) -> String {
+        if let socket { return socket }
+        if let config { return try controlSocket(declaredIn: config) }
+        return RouterConfig.defaultControlSocket
+    }
 }
 
-let usage = """
-    usage: routerctl <command> [options]
+struct Command {
+    var name: String
+    var synopsis: String
+    var summary: String
+    var detail: String = ""
+    var run: (Invocation) throws(CommandFailure) -> Void
+}
 
-    commands:
-      run CONFIG [--log-level LEVEL]   run the router in the foreground with the YAML file CONFIG
-      check CONFIG                     validate CONFIG without running it
-      help                             show this text
-
-    exit codes: 0 success, 1 runtime failure, 2 usage error, 3 invalid configuration
+let commonOptions = """
+    options:
+      --socket PATH   the router's control socket (default: \(RouterConfig.defaultControlSocket))
+      --config FILE   find the control socket in this configuration file
+      --json          print JSON instead of a table
+      --help          show help for the command
     """
 
-func loadConfig(_ path: String) throws(CommandFailure) -> RouterConfig {
-    do {
-        return try RouterConfig.load(path: path, catalog: BuiltInPlugins())
-    } catch {
-        throw CommandFailure(message: "\(error)", exitCode: 3)
-    }
+let commands: [Command] = [
+    Command(name: "run", synopsis: "run CONFIG [--log-level LEVEL]",
+            summary: "run the router in the foreground",
+            detail: "Logs go to standard error. SIGTERM or SIGINT answers the requests in flight, closes the "
+                + "streams and exits 0; SIGHUP reloads the configuration.",
+            run: runRouter),
+    Command(name: "check", synopsis: "check CONFIG", summary: "validate a configuration file without running it",
+            detail: "Exits 0 when the file is valid; otherwise prints FILE:LINE:COLUMN: KEY: REASON and exits 3.",
+            run: check),
+    Command(name: "status", synopsis: "status", summary: "every route: connection, resources, totals", run: status),
+    Command(name: "resources", synopsis: "resources ROUTE", summary: "each resource of a route, with its counters",
+            run: resources),
+    Command(name: "pending", synopsis: "pending ROUTE [--limit N]", summary: "the oldest requests in flight",
+            run: pending),
+    Command(name: "drain", synopsis: "drain ROUTE RESOURCE",
+            summary: "send no new requests to a resource; those in flight finish",
+            run: { (invocation: Invocation) throws(CommandFailure) in
+                try setState("drain", invocation)
+            }),
+    Command(name: "maint", synopsis: "maint ROUTE RESOURCE",
+            summary: "take a resource out of the pool until `ready`",
+            run: { (invocation: Invocation) throws(CommandFailure) in
+                try setState("maint", invocation)
+            }),
+    Command(name: "ready", synopsis: "ready ROUTE RESOURCE", summary: "put a resource back into service",
+            run: { (invocation: Invocation) throws(CommandFailure) in
+                try setState("ready", invocation)
+            }),
+    Command(name: "weight", synopsis: "weight ROUTE RESOURCE N", summary: "set a resource's weight (0 takes none)",
+            run: weight),
+    Command(name: "strategy", synopsis: "strategy ROUTE NAME", summary: "switch a route's strategy live",
+            detail: "Names: \(BuiltInPlugins.strategyNames.joined(separator: ", ")). The strategy starts with "
+                + "default options; set options in the YAML and reload.",
+            run: strategy),
+    Command(name: "reload", synopsis: "reload",
+            summary: "re-read the configuration and apply the difference (as SIGHUP)",
+            detail: "Unchanged routes keep their connection and requests in flight; added routes connect; "
+                + "removed routes finish their requests, then close. A file that does not load changes nothing.",
+            run: reload),
+    Command(name: "stop", synopsis: "stop", summary: "stop the router gracefully (as SIGTERM)", run: stop),
+    Command(name: "metrics", synopsis: "metrics", summary: "counters in the Prometheus text format", run: metrics),
+]
+
+let usage = """
+    usage: routerctl COMMAND [ARGUMENTS] [OPTIONS]
+
+    commands:
+    \(commands.map { "  " + $0.synopsis.padding(toLength: 34, withPad: " ", startingAt: 0) + $0.summary }
+        .joined(separator: "\n"))
+
+    \(commonOptions)
+
+    exit codes: 0 success, 1 the router refused or failed, 2 usage error, 3 invalid configuration,
+                4 router not running
+    """
+
+@MainActor
+func help(for command: Command) -> String {
+    var text = "usage: routerctl \(command.synopsis)\n\n\(command.summary)."
+    if !command.detail.isEmpty { text += "\n\(command.detail)" }
+    return text + "\n\n" + commonOptions
 }
 
-func check(_ arguments: [String]) throws(CommandFailure) {
-    guard arguments.count == 1, let path = arguments.first else {
-        throw CommandFailure(message: "usage: routerctl check CONFIG", exitCode: 2)
+@MainActor
+func parse(_ arguments: ArraySlice<String>, for command: Command) throws(CommandFailure) -> Invocation? {
+    var invocation = Invocation()
+    var rest = arguments
+    func value(_ option: String) throws(CommandFailure) -> String {
+        guard let next = rest.popFirst() else {
+            throw CommandFailure(message: "\(option) needs a value\n\(help(for: command))", exitCode: .usage)
+        }
+        return next
     }
-    let config = try loadConfig(path)
-    let routes = config.routes.map { "\($0.name) -> \($0.target) (\($0.strategy.name), \($0.encoder.name))" }
-    print("\(path): OK, \(config.routes.count) route(s)")
-    for route in routes { print("  \(route)") }
-}
-
-func run(_ arguments: [String]) throws(CommandFailure) -> Never {
-    var path: String?
-    var level: LogLevel?
-    var rest = arguments[...]
     while let argument = rest.popFirst() {
         switch argument {
-        case "--log-level":
-            guard let name = rest.popFirst(), let parsed = LogLevel(name: name) else {
-                throw CommandFailure(message: "--log-level takes trace, debug, info, warning or error", exitCode: 2)
+        case "--help", "-h": return nil
+        case "--json": invocation.json = true
+        case "--socket": invocation.socket = try value(argument)
+        case "--config": invocation.config = try value(argument)
+        case "--limit":
+            guard let limit = Int(try value(argument)), limit > 0 else {
+                throw CommandFailure(message: "--limit takes a positive number", exitCode: .usage)
             }
-            level = parsed
-        case _ where argument.hasPrefix("-"):
-            throw CommandFailure(message: "unknown option \(argument)\n\(usage)", exitCode: 2)
+            invocation.limit = limit
+        case "--log-level":
+            guard let level = LogLevel(name: try value(argument)) else {
+                throw CommandFailure(message: "--log-level takes trace, debug, info, warning or error", exitCode: .usage)
+            }
+            invocation.logLevel = level
+        case _ where argument.hasPrefix("-") && argument.count > 1:
+            throw CommandFailure(message: "unknown option \(argument)\n\(help(for: command))", exitCode: .usage)
         default:
-            guard path == nil else { throw CommandFailure(message: "usage: routerctl run CONFIG", exitCode: 2) }
-            path = argument
+            invocation.arguments.append(argument)
         }
     }
-    guard let path else { throw CommandFailure(message: "usage: routerctl run CONFIG", exitCode: 2) }
-    let config = try loadConfig(path)
-    let log = Logger(level: level ?? config.logLevel)
-    let runtime: RouterRuntime
-    do {
-        runtime = try RouterRuntime(config: config, catalog: BuiltInPlugins(), log: log)
-    } catch {
-        throw CommandFailure(message: "\(error)", exitCode: 3)
-    }
-
-    // A peer that closes its socket must not kill the process; write(2) reports EPIPE instead.
-    signal(SIGPIPE, SIG_IGN)
-    var sources: [DispatchSourceSignal] = []
-    for number in [SIGTERM, SIGINT] {
-        signal(number, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: number, queue: .main)
-        source.setEventHandler {
-            log.info("stopping", [("signal", number == SIGTERM ? "SIGTERM" : "SIGINT")])
-            for source in sources { source.cancel() }
-            runtime.stop { exit(0) }
-        }
-        source.resume()
-        sources.append(source)
-    }
-    runtime.start()
-    dispatchMain()
+    return invocation
 }
 
-func printError(_ line: String) {
-    let bytes = Array((line + "\n").utf8)
-    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+func expectArguments(_ invocation: Invocation, _ count: Int, _ synopsis: String) throws(CommandFailure) {
+    guard invocation.arguments.count == count else {
+        throw CommandFailure(message: "usage: routerctl \(synopsis)", exitCode: .usage)
+    }
 }
 
+@MainActor
 func main() -> Int32 {
-    let arguments = Array(CommandLine.arguments.dropFirst())
-    guard let command = arguments.first else {
+    var arguments = CommandLine.arguments.dropFirst()
+    guard let name = arguments.popFirst(), !["help", "--help", "-h"].contains(name) else {
         print(usage)
-        return 2
+        return CommandLine.arguments.count > 1 ? ExitCode.success.rawValue : ExitCode.usage.rawValue
+    }
+    guard let command = commands.first(where: { $0.name == name }) else {
+        printError("routerctl: unknown command '\(name)'; `routerctl help` lists the commands")
+        return ExitCode.usage.rawValue
     }
     do throws(CommandFailure) {
-        switch command {
-        case "run": try run(Array(arguments.dropFirst()))
-        case "check": try check(Array(arguments.dropFirst()))
-        case "help", "--help", "-h": print(usage)
-        default: throw CommandFailure(message: "unknown command '\(command)'\n\(usage)", exitCode: 2)
+        guard let invocation = try parse(arguments, for: command) else {
+            print(help(for: command))
+            return ExitCode.success.rawValue
         }
-        return 0
+        try command.run(invocation)
+        return ExitCode.success.rawValue
     } catch {
         printError("routerctl: \(error.message)")
-        return error.exitCode
+        return error.exitCode.rawValue
     }
 }
 

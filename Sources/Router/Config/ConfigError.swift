@@ -17,6 +17,7 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         let place = key.isEmpty ? "" : "\(key): "
+        guard line > 0 else { return "\(file): \(place)\(message)" }
         return "\(file):\(line):\(column): \(place)\(message)"
     }
 }

@@ -35,6 +35,17 @@ public struct PluginSpec: Sendable {
         options = ConfigValue(node: node, file: value.file, path: value.path)
     }
 
+    /// A plugin given by name alone, as `routerctl strategy ROUTE NAME` does.
+    public init(name: String, origin: String) {
+        self.name = name
+        options = nil
+        source = ConfigValue(node: YAMLNode(value: .scalar(name), line: 0, column: 0, quoted: false),
+                             file: origin, path: "")
+    }
+
+    /// The name and options in canonical form: equal fingerprints build equal plugins.
+    public var fingerprint: String { name + (options.map { " " + $0.node.canonical } ?? "") }
+
     /// The options as a mapping to read and `finish()`; empty when none were given.
     public func optionMapping() throws(ConfigError) -> ConfigMapping {
         if let options { return try options.mapping() }
@@ -60,6 +71,21 @@ public struct RouteConfig: Sendable {
 
     /// The route's name in logs and commands: its component address.
     public var name: String { component.description }
+
+    /// Whether `other` can be applied to this route's running connection (only the strategy,
+    /// the encoder and the request timeout differ), rather than needing a new one.
+    public func sharesConnection(with other: RouteConfig) -> Bool {
+        component == other.component && serverHost == other.serverHost && serverPort == other.serverPort
+            && secret == other.secret && target == other.target && keepalive == other.keepalive
+            && maxStanzaSize == other.maxStanzaSize && reconnectInitial == other.reconnectInitial
+            && reconnectMax == other.reconnectMax
+    }
+}
+
+/// Where `/metrics` is served over HTTP.
+public struct MetricsListener: Sendable, Equatable {
+    public var host: String
+    public var port: UInt16
 }
 
 /// The whole configuration file, validated.
@@ -67,6 +93,16 @@ public struct RouterConfig: Sendable {
     public var file: String
     public var logLevel: LogLevel
     public var routes: [RouteConfig]
+    /// The control socket that `routerctl` talks to.
+    public var controlSocket: String
+    public var metrics: MetricsListener?
+
+    /// The control socket used when the YAML names none: under /run for root, else under /tmp
+    /// in a folder of the user's own.
+    public static var defaultControlSocket: String {
+        let uid = geteuid()
+        return uid == 0 ? "/run/client-proxy-router/control.sock" : "/tmp/client-proxy-router-\(uid)/control.sock"
+    }
 
     /// Reads and validates `path`; plugin names and options are checked by `catalog`.
     public static func load(path: String, catalog: any PluginCatalog) throws(ConfigError) -> RouterConfig {
@@ -99,6 +135,24 @@ public struct RouterConfig: Sendable {
             return level
         } ?? .info
         let routeValues = try top.required("routes").list()
+        var controlSocket = defaultControlSocket
+        if let controlValue = top.optional("control") {
+            var control = try controlValue.mapping()
+            controlSocket = try control.optional("socket")?.nonEmptyString() ?? controlSocket
+            try control.finish()
+        }
+        var metrics: MetricsListener?
+        if let metricsValue = top.optional("metrics") {
+            var mapping = try metricsValue.mapping()
+            let listenValue = try mapping.required("listen")
+            try mapping.finish()
+            let text = try listenValue.nonEmptyString()
+            guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0
+            else { throw listenValue.error("expected HOST:PORT, such as 127.0.0.1:9477, found '\(text)'") }
+            var host = String(text[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            metrics = MetricsListener(host: host.isEmpty ? "127.0.0.1" : host, port: port)
+        }
         try top.finish()
         guard !routeValues.isEmpty else {
             throw ConfigError(file: file, line: root.line, column: root.column, key: "routes",
@@ -115,7 +169,8 @@ public struct RouterConfig: Sendable {
             seen[route.component] = value
             routes.append(route)
         }
-        return RouterConfig(file: file, logLevel: logLevel, routes: routes)
+        return RouterConfig(file: file, logLevel: logLevel, routes: routes, controlSocket: controlSocket,
+                            metrics: metrics)
     }
 
     private static func parseRoute(_ value: ConfigValue, catalog: any PluginCatalog) throws(ConfigError) -> RouteConfig {

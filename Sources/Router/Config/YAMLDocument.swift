@@ -20,6 +20,16 @@ public struct YAMLNode: Sendable {
         return nil
     }
 
+    /// The node's content written in one canonical line, to tell whether two nodes say the same.
+    public var canonical: String {
+        switch value {
+        case .scalar(let text): return quoted ? "\"\(text)\"" : text
+        case .sequence(let items): return "[" + items.map(\.canonical).joined(separator: ",") + "]"
+        case .mapping(let pairs):
+            return "{" + pairs.map { "\($0.key.canonical):\($0.value.canonical)" }.sorted().joined(separator: ",") + "}"
+        }
+    }
+
     /// A short name of the node's kind, for error messages.
     public var kindName: String {
         switch value {

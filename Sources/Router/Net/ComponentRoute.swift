@@ -26,6 +26,11 @@ public final class ComponentRoute: @unchecked Sendable {
     var log: Logger
     var core: RouteCore
     var state = ConnectionState.idle
+    /// When the current stream was authenticated; nil while not connected.
+    var authenticatedAt: Instant?
+    /// Connections lost after authentication.
+    var reconnects = 0
+    let startedAt = Instant.now()
 
     private let parser: XMLStreamParser
     private var socket: TCPSocket?
@@ -136,7 +141,9 @@ public final class ComponentRoute: @unchecked Sendable {
             finishStop()
             return
         }
+        authenticatedAt = nil
         if wasAuthenticated {
+            reconnects += 1
             log.warning("connection lost", [("reason", reason), ("pending", "\(core.pending.count)")])
         } else if !refusedHandshake {
             log.warning("cannot connect", [("server", "\(config.serverHost):\(config.serverPort)"), ("reason", reason)])
@@ -292,6 +299,7 @@ public final class ComponentRoute: @unchecked Sendable {
             return
         }
         state = .authenticated
+        authenticatedAt = Instant.now()
         failedAttempts = 0
         refusedHandshake = false
         log.info("component authenticated", [("target", config.target.description)])
@@ -320,7 +328,7 @@ public final class ComponentRoute: @unchecked Sendable {
     // MARK: Writing
 
     /// Applies the core's actions and writes what they produced, then re-arms the deadline timer.
-    private func afterEvents() {
+    func afterEvents() {
         applyActions()
         flush()
         armDeadlineTimer()

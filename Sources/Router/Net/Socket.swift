@@ -70,6 +70,36 @@ public final class TCPSocket {
         throw lastError
     }
 
+    /// A listening TCP socket on `host:port` (`bind(2)`, `listen(2)`), non-blocking.
+    public static func listen(host: String, port: UInt16) throws(SocketError) -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &list)
+        guard status == 0, let info = list else {
+            throw SocketError("getaddrinfo(\(host))", code: status == EAI_SYSTEM ? errno : ENOENT)
+        }
+        defer { freeaddrinfo(list) }
+        let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype | Int32(SOCK_NONBLOCK.rawValue)
+                        | Int32(SOCK_CLOEXEC.rawValue), info.pointee.ai_protocol)
+        guard fd >= 0 else { throw SocketError("socket") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
+            let error = SocketError("bind(\(host):\(port))")
+            Glibc.close(fd)
+            throw error
+        }
+        guard Glibc.listen(fd, 64) == 0 else {
+            let error = SocketError("listen(\(host):\(port))")
+            Glibc.close(fd)
+            throw error
+        }
+        return fd
+    }
+
     private func setOption(_ level: Int32, _ name: Int32, _ value: Int32) {
         var value = value
         _ = setsockopt(descriptor, level, name, &value, socklen_t(MemoryLayout<Int32>.size))

@@ -4,9 +4,14 @@ public enum PresenceShow: String, Sendable {
 }
 
 /// Whether a resource takes new requests.
-public enum ResourceState: String, Sendable {
+public enum ResourceState: String, Sendable, CaseIterable {
+    /// Takes new requests.
     case ready
+    /// Set by an operator: no new requests; those in flight finish.
     case draining
+    /// Set by an operator: out of the pool until set ready again; those in flight finish.
+    case maintenance = "maint"
+    /// Taken out by the router after repeated failures, for a cool-down.
     case ejected
 }
 

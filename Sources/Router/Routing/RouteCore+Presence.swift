@@ -42,9 +42,12 @@ extension RouteCore {
     private mutating func resourceAvailable(_ resource: String, presence: XMLElement) {
         let priority = presence.child("priority").flatMap { Int($0.text.trimmingSpaces()) } ?? 0
         let show = presence.child("show").flatMap { PresenceShow(rawValue: $0.text.trimmingSpaces()) }
-        if pool.update(resource, priority: priority, show: show) {
-            log.info("resource available", [("resource", resource), ("resources", "\(pool.count)")])
+        guard pool.update(resource, priority: priority, show: show) else { return }
+        if let override = overrides[resource] {
+            if let state = override.state { pool.setState(state, of: resource) }
+            if let weight = override.weight { pool.setWeight(weight, of: resource) }
         }
+        log.info("resource available", [("resource", resource), ("resources", "\(pool.count)")])
     }
 
     private mutating func resourceUnavailable(_ resource: String, into actions: inout [RouteAction]) {

@@ -15,17 +15,40 @@ public struct RouteStats: Sendable {
     public var routerErrors: [String: Int] = [:]
     /// Replies dropped: late, duplicate, forged or undecodable.
     public var droppedReplies = 0
+    public var latency = LatencyHistogram()
+}
+
+/// What the router counted for one resource; kept while the resource is offline.
+public struct ResourceStats: Sendable {
+    public var served = 0
+    /// Error replies the resource sent.
+    public var errors = 0
+    public var timeouts = 0
+    public var latency = LatencyHistogram()
+}
+
+/// State and weight an operator set on a resource; applied again when it comes back online.
+public struct ResourceOverride: Sendable, Equatable {
+    public var state: ResourceState?
+    public var weight: Int?
 }
 
 /// The routing decisions of one route, free of sockets and clocks: events go in, `RouteAction`s
 /// come out. The route's connection feeds it from its serial context and applies the actions.
 public struct RouteCore {
-    public let config: RouteConfig
-    public private(set) var strategy: any BalancingStrategy
-    public private(set) var encoder: any JATEncoder
+    public internal(set) var config: RouteConfig
+    public internal(set) var strategy: any BalancingStrategy
+    public internal(set) var encoder: any JATEncoder
     public internal(set) var pool = ResourcePool()
     public internal(set) var pending = PendingRequests()
-    public private(set) var stats = RouteStats()
+    public internal(set) var stats = RouteStats()
+    public internal(set) var resourceStats: [String: ResourceStats] = [:]
+    public internal(set) var overrides: [String: ResourceOverride] = [:]
+    /// Encoders replaced by a reload, still decoding the JATs of requests in flight until their
+    /// last possible reply (the request timeout after the change).
+    var retiredEncoders: [(encoder: any JATEncoder, until: Instant)] = []
+    /// False once the route is being removed: new requests are refused, pending ones finish.
+    public internal(set) var acceptingRequests = true
     /// Requests in flight when the connection was lost; answered once it is back.
     private var orphaned: [PendingRequest] = []
     var subscribeBounces = 0
@@ -87,6 +110,7 @@ public struct RouteCore {
         for request in pending.removeExpired(now: now) {
             finish(request, latency: nil)
             stats.timeouts += 1
+            resourceStats[request.resource, default: ResourceStats()].timeouts += 1
             let error = StanzaError(.wait, .remoteServerTimeout, text: "The service did not answer in time.")
             count(error)
             actions.append(.send(errorReply(to: request, error)))
@@ -165,6 +189,9 @@ public struct RouteCore {
         if from.bare == config.target {
             return StanzaError(.cancel, .serviceUnavailable, text: "The service cannot call itself through the router.")
         }
+        if !acceptingRequests {
+            return StanzaError(.cancel, .serviceUnavailable, text: "This route is being removed.")
+        }
         return nil
     }
 
@@ -221,10 +248,7 @@ public struct RouteCore {
             log.warning("dropped reply from outside the target", [("from", from.description)])
             return
         }
-        let sender: JID
-        do {
-            sender = try encoder.decode(jat)
-        } catch {
+        guard let sender = decode(jat, now: now) else {
             stats.droppedReplies += 1
             log.warning("dropped reply to an address the encoder did not make", [("resource", resource)])
             return
@@ -237,8 +261,15 @@ public struct RouteCore {
         }
 
         pending.remove(key)
-        finish(request, latency: now.since(request.started))
+        let latency = now.since(request.started)
+        finish(request, latency: latency)
         stats.answered += 1
+        stats.latency.record(latency)
+        var counters = resourceStats[resource, default: ResourceStats()]
+        counters.served += 1
+        if reply[attribute: "type"] == "error" { counters.errors += 1 }
+        counters.latency.record(latency)
+        resourceStats[resource] = counters
         var answer = reply
         answer[attribute: "from"] = request.addressed
         answer[attribute: "to"] = sender.description
@@ -250,6 +281,17 @@ public struct RouteCore {
         let error = StanzaError(.cancel, .featureNotImplemented, text: "This service takes IQ requests only.")
         count(error)
         actions.append(.send(errorReply(to: message, error)))
+    }
+
+    /// The sender behind a JAT, by the current encoder or one a reload replaced recently.
+    mutating func decode(_ jat: String, now: Instant) -> JID? {
+        if let sender = try? encoder.decode(jat) { return sender }
+        guard !retiredEncoders.isEmpty else { return nil }
+        retiredEncoders.removeAll { $0.until < now }
+        for retired in retiredEncoders {
+            if let sender = try? retired.encoder.decode(jat) { return sender }
+        }
+        return nil
     }
 
     /// Accounts for the end of a request in the pool and in the encoder.

@@ -79,8 +79,12 @@ public final class XMLStreamParser {
         if let context {
             // NOENT hands attribute values over with the predefined entities expanded; no other
             // entity can exist, as a DTD stops the parser before it declares any.
-            let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOENT.rawValue | XML_PARSE_NOCDATA.rawValue)
-            xmlCtxtUseOptions(context, options)
+            // IGNORE_ENC and the fixed encoding keep an encoding declaration or a byte order mark from
+            // making libxml2 decode anything but UTF-8, the only encoding XMPP allows (RFC 6120 §11.6).
+            let options = XML_PARSE_NONET.rawValue | XML_PARSE_NOENT.rawValue | XML_PARSE_NOCDATA.rawValue
+                | XML_PARSE_IGNORE_ENC.rawValue
+            xmlCtxtUseOptions(context, Int32(options))
+            xmlSwitchEncoding(context, XML_CHAR_ENCODING_UTF8)
         }
     }
 

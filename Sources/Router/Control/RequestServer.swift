@@ -1,0 +1,138 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A small server for the control plane: accepts connections on a listening socket, reads each
+/// request up to a delimiter, and writes back what `respond` returns. Used for the control socket
+/// (one JSON object per line) and the HTTP metrics listener (one request per connection).
+///
+/// Everything runs on `queue`; requests are small and rare, so a slow client costs only itself
+/// (each write gives up after two seconds).
+public final class RequestServer: @unchecked Sendable {
+    // @unchecked Sendable: `clients` and the sources are touched on `queue` only.
+    public struct Options: Sendable {
+        var delimiter: [UInt8]
+        var maxRequest: Int
+        /// Keep the connection for further requests after a response.
+        var keepOpen: Bool
+    }
+
+    private let listener: Int32
+    private let queue: DispatchQueue
+    private let options: Options
+    private let admit: (Int32) -> [UInt8]?
+    private let respond: ([UInt8]) -> [UInt8]
+    private var acceptSource: DispatchSourceRead?
+    private var clients: [Int32: (source: DispatchSourceRead, buffer: [UInt8])] = [:]
+
+    /// - Parameters:
+    ///   - admit: returns a response to send before closing, to refuse a client; nil admits it.
+    public init(
+        listening listener: Int32, queue: DispatchQueue, options: Options,
+        admit: @escaping (Int32) -> [UInt8]? = { _ in nil }, respond: @escaping ([UInt8]) -> [UInt8]
+    ) {
+        self.listener = listener
+        self.queue = queue
+        self.options = options
+        self.admit = admit
+        self.respond = respond
+    }
+
+    public static func lines(maxRequest: Int = 64 * 1024) -> Options {
+        Options(delimiter: [0x0A], maxRequest: maxRequest, keepOpen: true)
+    }
+
+    public static func http() -> Options {
+        Options(delimiter: Array("\r\n\r\n".utf8), maxRequest: 16 * 1024, keepOpen: false)
+    }
+
+    public func start() {
+        let source = DispatchSource.makeReadSource(fileDescriptor: listener, queue: queue)
+        source.setEventHandler { [weak self] in self?.acceptAll() }
+        source.setCancelHandler { [listener] in close(listener) }
+        acceptSource = source
+        source.resume()
+    }
+
+    /// Stops accepting and closes every connection; call on `queue`.
+    public func stop() {
+        acceptSource?.cancel()
+        acceptSource = nil
+        for fd in clients.keys { drop(fd) }
+    }
+
+    private func acceptAll() {
+        while true {
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else { return }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            var timeout = timeval(tv_sec: 2, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            if let refusal = admit(fd) {
+                writeAll(fd, refusal)
+                close(fd)
+                continue
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+            source.setEventHandler { [weak self] in self?.readable(fd) }
+            source.setCancelHandler { close(fd) }
+            clients[fd] = (source, [])
+            source.resume()
+        }
+    }
+
+    private func readable(_ fd: Int32) {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        let count = read(fd, &chunk, chunk.count)
+        if count < 0, errno == EAGAIN || errno == EINTR { return }
+        guard count > 0, var client = clients[fd] else {
+            drop(fd)
+            return
+        }
+        client.buffer.append(contentsOf: chunk[0..<count])
+        clients[fd] = client
+        while let end = firstDelimiter(in: clients[fd]?.buffer ?? []) {
+            guard let buffer = clients[fd]?.buffer else { return }
+            let request = Array(buffer[..<end])
+            clients[fd]?.buffer = Array(buffer[(end + options.delimiter.count)...])
+            let response = respond(request)
+            // The socket is non-blocking for reads; writes wait, bounded by SO_SNDTIMEO.
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+            writeAll(fd, response)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            if !options.keepOpen {
+                drop(fd)
+                return
+            }
+        }
+        if (clients[fd]?.buffer.count ?? 0) > options.maxRequest { drop(fd) }
+    }
+
+    private func firstDelimiter(in buffer: [UInt8]) -> Int? {
+        let delimiter = options.delimiter
+        guard buffer.count >= delimiter.count else { return nil }
+        for start in 0...(buffer.count - delimiter.count) where buffer[start] == delimiter[0] {
+            if Array(buffer[start..<(start + delimiter.count)]) == delimiter { return start }
+        }
+        return nil
+    }
+
+    private func drop(_ fd: Int32) {
+        guard let client = clients.removeValue(forKey: fd) else { return }
+        client.source.cancel()
+    }
+
+    private func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { raw in
+                send(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if written < 0, errno == EINTR { continue }
+            guard written > 0 else { return }
+            offset += written
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import Plugins
+
+/// Sends one request to a running router over its control socket and returns the result.
+struct ControlClient {
+    var socketPath: String
+
+    func call(_ command: String, _ args: [String: Any] = [:]) throws(CommandFailure) -> [String: Any] {
+        let fd: Int32
+        do {
+            fd = try UnixSocket.connect(path: socketPath)
+        } catch {
+            throw CommandFailure(
+                message: "router not running (no answer on \(socketPath): \(error.description.components(separatedBy: ": ").last ?? ""))",
+                exitCode: .notRunning)
+        }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+
+        let request = ControlProtocol.encode(ControlProtocol.request(command, args: args))
+        let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard sent == request.count else {
+            throw CommandFailure(message: "could not send to \(socketPath)", exitCode: .failure)
+        }
+        var line: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while !line.contains(0x0A) {
+            let count = read(fd, &chunk, chunk.count)
+            guard count > 0 else { break }
+            line.append(contentsOf: chunk[0..<count])
+        }
+        guard let end = line.firstIndex(of: 0x0A), let response = ControlProtocol.decode(Array(line[..<end])) else {
+            throw CommandFailure(message: "the router sent no answer", exitCode: .failure)
+        }
+        if let version = response["version"] as? Int, version != ControlProtocol.version {
+            throw CommandFailure(
+                message: "the router speaks control protocol \(version), this routerctl \(ControlProtocol.version)",
+                exitCode: .failure)
+        }
+        guard response["ok"] as? Bool == true else {
+            throw CommandFailure(message: response["error"] as? String ?? "the router refused", exitCode: .failure)
+        }
+        return response["result"] as? [String: Any] ?? [:]
+    }
+}
