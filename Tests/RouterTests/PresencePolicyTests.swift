@@ -18,7 +18,8 @@ struct PresencePolicyTests {
         let strategy = kind.make(policy: policy)
         var seen: Set<String> = []
         for index in 0..<picks {
-            seen.insert(strategy.pick(for: try balancingRequest(from: "u\(index)@example.org/r"), from: pool) ?? "<none>")
+            let request = try balancingRequest(from: "u\(index)@example.org/r")
+            seen.insert(strategy.pick(for: request, from: pool) ?? "<none>")
         }
         return seen
     }
