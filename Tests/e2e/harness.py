@@ -108,9 +108,12 @@ class ProsodyServer:
     our data folder). We run it in the foreground (`-F`) so that its PID is the one we started.
     """
 
-    def __init__(self, workdir: Path, component_secret: str = COMPONENT_SECRET):
+    def __init__(self, workdir: Path, component_secret: str = COMPONENT_SECRET,
+                 domain: str = DOMAIN, component: str = COMPONENT):
         self.workdir = Path(workdir)
         self.component_secret = component_secret
+        self.domain = domain
+        self.component = component
         self.c2s_port = free_port()
         self.component_port = free_port()
         self.config_path = self.workdir / "prosody.cfg.lua"
@@ -149,9 +152,9 @@ storage = "internal"
 modules_enabled = {{ "roster", "saslauth", "disco", "ping", "posix" }}
 modules_disabled = {{ "s2s", "tls" }}
 
-VirtualHost {lua_string(DOMAIN)}
+VirtualHost {lua_string(self.domain)}
 
-Component {lua_string(COMPONENT)}
+Component {lua_string(self.component)}
     component_secret = {lua_string(self.component_secret)}
 """
         self.config_path.write_text(config, encoding="utf-8")
@@ -159,7 +162,7 @@ Component {lua_string(COMPONENT)}
     def register(self, user: str, password: str = PASSWORD) -> None:
         """Creates an account with prosodyctl, which writes straight into our data folder."""
         result = subprocess.run(
-            ["prosodyctl", "--config", str(self.config_path), "register", user, DOMAIN, password],
+            ["prosodyctl", "--config", str(self.config_path), "register", user, self.domain, password],
             capture_output=True, text=True, timeout=30,
         )
         if result.returncode != 0:
@@ -240,8 +243,11 @@ class RouterProcess:
     """`routerctl run CONFIG` in the foreground, its stderr captured to a log file."""
 
     def __init__(self, workdir: Path, config_text: str, binary: Optional[Path] = None,
-                 name: str = "router"):
+                 name: str = "router", env: Optional[dict[str, str]] = None,
+                 log_level: Optional[str] = "debug"):
         self.workdir = Path(workdir)
+        self.env = env
+        self.log_level = log_level
         self.binary = Path(binary) if binary else router_binary()
         self.config_path = self.workdir / f"{name}.yaml"
         self.log_path = self.workdir / f"{name}.log"
@@ -252,9 +258,11 @@ class RouterProcess:
         if not self.binary.exists():
             raise HarnessError(f"{self.binary} does not exist; run `swift build` first")
         with open(self.log_path, "ab") as log:
+            level = ["--log-level", self.log_level] if self.log_level else []
             self.process = subprocess.Popen(
-                [str(self.binary), "run", str(self.config_path), "--log-level", "debug"],
+                [str(self.binary), "run", str(self.config_path), *level],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env={**os.environ, **self.env} if self.env else None,
             )
 
     def log_text(self) -> str:
@@ -475,8 +483,8 @@ class ServiceClient(_Session):
 
     def __init__(self, clients: ClientLoop, port: int, resource: str,
                  account: str = SERVICE_ACCOUNT, password: str = PASSWORD,
-                 mode: str = "answer", delay: float = 0.0):
-        super().__init__(clients, port, f"{account}@{DOMAIN}/{resource}", password)
+                 mode: str = "answer", delay: float = 0.0, domain: str = DOMAIN):
+        super().__init__(clients, port, f"{account}@{domain}/{resource}", password)
         self.resource = resource
         self.mode = mode
         self.delay = delay
@@ -532,8 +540,8 @@ class RequesterClient(_Session):
     """
 
     def __init__(self, clients: ClientLoop, port: int, account: str, resource: str,
-                 password: str = PASSWORD):
-        super().__init__(clients, port, f"{account}@{DOMAIN}/{resource}", password)
+                 password: str = PASSWORD, domain: str = DOMAIN):
+        super().__init__(clients, port, f"{account}@{domain}/{resource}", password)
         self._waiting: dict[str, asyncio.Future] = {}
         self._counter = 0
 
