@@ -23,6 +23,14 @@ def start_serving(routers, clients, target, resources=("a", "b"), request_timeou
     return router, services
 
 
+def wait_until_received(service, timeout=5.0):
+    """Waits until `service` has been handed at least one request."""
+    deadline = time.monotonic() + timeout
+    while not service.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert service.requests, f"no request reached resource {service.resource} within {timeout}s"
+
+
 def test_requests_are_answered_through_the_proxy_and_spread_over_two_resources(routers, clients, target):
     router, services = start_serving(routers, clients, target)
     requester = clients.requester()
@@ -102,6 +110,20 @@ def test_resource_that_never_answers_gives_remote_server_timeout(routers, client
     assert 1.5 <= waited <= 5.0, f"the timeout is 2s, the error came after {waited:.2f}s"
 
 
+def test_resource_going_offline_with_a_request_gives_recipient_unavailable(routers, clients, target):
+    _, services = start_serving(routers, clients, target, resources=("a",), mode="never")
+    requester = clients.requester()
+    pending = requester.request_in_background(text="hold this", timeout=10)
+    wait_until_received(services["a"])
+
+    services["a"].disconnect()
+    reply = pending.result(timeout=15)
+
+    assert reply.type == "error", reply
+    assert reply.condition == "recipient-unavailable", reply.xml
+    assert reply.from_jid == COMPONENT
+
+
 def test_reply_forged_by_another_account_is_not_delivered(routers, clients, target):
     _, services = start_serving(routers, clients, target, resources=("a",), mode="delay", delay=1.5)
     requester = clients.requester()
@@ -109,10 +131,7 @@ def test_reply_forged_by_another_account_is_not_delivered(routers, clients, targ
 
     # 1. The requester asks; the resource will answer after 1.5 s.
     pending = requester.request_in_background(text="the real question", timeout=10)
-    deadline = time.monotonic() + 5
-    while not services["a"].requests and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert services["a"].requests, "the request never reached the resource"
+    wait_until_received(services["a"])
     translated_sender, iq_id, _ = services["a"].requests[0]
     # 2. The forger computes the same translated address the resource saw, and answers first.
     forged_to = f"{COMPONENT}/{jat_for(requester.jid)}"
@@ -199,10 +218,7 @@ def test_sigterm_answers_pending_requests_and_exits_zero(routers, clients, targe
     router, services = start_serving(routers, clients, target, resources=("a",), mode="never")
     requester = clients.requester()
     pending = requester.request_in_background(text="left hanging", timeout=10)
-    deadline = time.monotonic() + 5
-    while not services["a"].requests and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert services["a"].requests, "the request never reached the resource"
+    wait_until_received(services["a"])
 
     code = router.stop()
     reply = pending.result(timeout=15)
