@@ -145,8 +145,7 @@ public final class RouterRuntime: @unchecked Sendable {
                 ? nil : try catalog.makeStrategy(plan.new.strategy, for: plan.new)
             let encoder = current.encoder.fingerprint == plan.new.encoder.fingerprint
                 ? nil : try catalog.makeEncoder(plan.new.encoder, for: plan.new)
-            let timeoutChanged = current.requestTimeout != plan.new.requestTimeout
-            if strategy != nil || encoder != nil || timeoutChanged {
+            if strategy != nil || encoder != nil || !current.sameLiveSettings(as: plan.new) {
                 liveChanges.append((old, plan.new, strategy, encoder))
             } else {
                 summary.unchanged.append(old.name)

@@ -68,12 +68,24 @@ public struct RouteConfig: Sendable {
     public var maxStanzaSize: Int
     public var reconnectInitial: Duration
     public var reconnectMax: Duration
+    public var limits = RequestLimits()
+    public var rateLimit: RateLimit?
+    public var access = AccessList()
+    public var ejection: EjectionPolicy?
+    public var ping: PingPolicy?
+    public var retry: RetryPolicy?
 
     /// The route's name in logs and commands: its component address.
     public var name: String { component.description }
 
-    /// Whether `other` can be applied to this route's running connection (only the strategy,
-    /// the encoder and the request timeout differ), rather than needing a new one.
+    /// Whether the settings a running route applies live are the same.
+    public func sameLiveSettings(as other: RouteConfig) -> Bool {
+        requestTimeout == other.requestTimeout && limits == other.limits && rateLimit == other.rateLimit
+            && access == other.access && ejection == other.ejection && ping == other.ping && retry == other.retry
+    }
+
+    /// Whether `other` can be applied to this route's running connection (only the strategy, the
+    /// encoder, the request timeout and the protections differ), rather than needing a new one.
     public func sharesConnection(with other: RouteConfig) -> Bool {
         component == other.component && serverHost == other.serverHost && serverPort == other.serverPort
             && secret == other.secret && target == other.target && keepalive == other.keepalive
@@ -211,17 +223,89 @@ public struct RouterConfig: Sendable {
                 throw reconnectValue.error("max must not be less than initial")
             }
         }
-        try mapping.finish()
-
-        let route = RouteConfig(
+        var route = RouteConfig(
             component: component, serverHost: host, serverPort: UInt16(port), secret: secret, target: target,
             strategy: strategy, encoder: encoder, requestTimeout: timeout, keepalive: keepalive,
             maxStanzaSize: maxStanza, reconnectInitial: reconnectInitial, reconnectMax: reconnectMax
         )
+        try readPolicies(&mapping, into: &route)
+        try mapping.finish()
         // Build the plugins once, so that a bad name or option fails here with its line.
         _ = try catalog.makeStrategy(route.strategy, for: route)
         _ = try catalog.makeEncoder(route.encoder, for: route)
         return route
+    }
+
+    /// The optional protections of a route: limits, rate limit, access list, ejection, pings, retries.
+    private static func readPolicies(_ mapping: inout ConfigMapping, into route: inout RouteConfig) throws(ConfigError) {
+        if let value = mapping.optional("limits") {
+            var limits = try value.mapping()
+            route.limits.maxPending = try limits.optional("max_pending")?.integer(in: 1...10_000_000)
+                ?? route.limits.maxPending
+            route.limits.maxPendingPerResource = try limits.optional("max_pending_per_resource")?
+                .integer(in: 1...10_000_000)
+            try limits.finish()
+        }
+        if let value = mapping.optional("rate_limit") {
+            var rate = try value.mapping()
+            let perSecond = try rate.required("requests_per_second").integer(in: 1...1_000_000)
+            let burst = try rate.optional("burst")?.integer(in: 1...10_000_000) ?? perSecond
+            try rate.finish()
+            route.rateLimit = RateLimit(rate: Double(perSecond), burst: Double(burst))
+        }
+        if let value = mapping.optional("access") {
+            var access = try value.mapping()
+            route.access.allow = try patterns(access.optional("allow"))
+            route.access.deny = try patterns(access.optional("deny"))
+            try access.finish()
+        }
+        if let value = mapping.optional("ejection") {
+            var ejection = try value.mapping()
+            var policy = EjectionPolicy()
+            policy.consecutiveFailures = try ejection.optional("consecutive_failures")?.integer(in: 1...1000)
+                ?? policy.consecutiveFailures
+            policy.cooldown = try ejection.optional("cooldown")?.duration(minimum: .milliseconds(100)) ?? policy.cooldown
+            policy.maxCooldown = try ejection.optional("max_cooldown")?.duration(minimum: .milliseconds(100))
+                ?? max(policy.maxCooldown, policy.cooldown)
+            try ejection.finish()
+            guard policy.maxCooldown >= policy.cooldown else { throw value.error("max_cooldown is less than cooldown") }
+            route.ejection = policy
+        }
+        if let value = mapping.optional("ping") {
+            var ping = try value.mapping()
+            var policy = PingPolicy()
+            policy.interval = try ping.optional("interval")?.duration(minimum: .seconds(1)) ?? policy.interval
+            policy.timeout = try ping.optional("timeout")?.duration(minimum: .milliseconds(100)) ?? policy.timeout
+            try ping.finish()
+            route.ping = policy
+        }
+        if let value = mapping.optional("retry") {
+            var retry = try value.mapping()
+            let namespaces = try retry.required("namespaces").list().map { item throws(ConfigError) in
+                try item.nonEmptyString()
+            }
+            let tryTimeout = try retry.optional("try_timeout")?.duration(minimum: .milliseconds(10))
+            try retry.finish()
+            guard !namespaces.isEmpty else { throw value.error("namespaces needs at least one entry, or \"*\"") }
+            route.retry = RetryPolicy(namespaces: Set(namespaces), tryTimeout: tryTimeout)
+        }
+    }
+
+    private static func patterns(_ value: ConfigValue?) throws(ConfigError) -> [JIDPattern] {
+        guard let value else { return [] }
+        var patterns: [JIDPattern] = []
+        for item in try value.list() {
+            do {
+                patterns.append(try JIDPattern(try item.nonEmptyString()))
+            } catch let error as JIDError {
+                throw item.error(error.description)
+            } catch let error as ConfigError {
+                throw error
+            } catch {
+                throw item.error("\(error)")
+            }
+        }
+        return patterns
     }
 
     /// `secret: text`, `secret: { file: PATH }` or `secret: { env: NAME }`.

@@ -11,24 +11,51 @@ public struct PendingRequest: Sendable {
     /// The address the sender wrote in `to`; the reply goes out from it.
     public let addressed: String
     /// The resourcepart of the target resource holding the request.
-    public let resource: String
+    public var resource: String
     /// The translated sender the request went out from.
     public let jat: String
     public let kind: RequestKind
     public let started: Instant
-    public let deadline: Instant
-    fileprivate let serial: UInt64
+    /// When the current try ends: the request's deadline, or earlier when retries are allowed.
+    public var deadline: Instant
+    /// When the requester must have an answer, whatever retries happen.
+    public let finalDeadline: Instant
+    /// The forwarded stanza, kept only for a request that may be retried elsewhere.
+    public var retryCopy: XMLElement?
+    /// Resources that already held the request.
+    public var triedResources: [String] = []
+    fileprivate var serial: UInt64 = 0
+
+    public init(
+        key: PendingKey, addressed: String, resource: String, jat: String, kind: RequestKind, started: Instant,
+        deadline: Instant, finalDeadline: Instant, retryCopy: XMLElement? = nil
+    ) {
+        self.key = key
+        self.addressed = addressed
+        self.resource = resource
+        self.jat = jat
+        self.kind = kind
+        self.started = started
+        self.deadline = deadline
+        self.finalDeadline = finalDeadline
+        self.retryCopy = retryCopy
+    }
 }
 
 /// The requests in flight on one route, with their deadlines.
 ///
-/// Every request of a route has the same timeout, so deadlines arrive in insertion order: a FIFO
-/// of deadlines replaces a heap. Entries of answered requests stay in the FIFO and are skipped
-/// when they reach its head (their serial no longer matches).
+/// Deadlines sit in a binary min-heap. Entries of requests that ended stay in the heap and are
+/// skipped when they reach the top (their serial no longer matches); the heap is rebuilt from the
+/// live requests when stale entries outnumber them.
 public struct PendingRequests: Sendable {
+    private struct Deadline {
+        var at: Instant
+        var serial: UInt64
+        var key: PendingKey
+    }
+
     private var requests: [PendingKey: PendingRequest] = [:]
-    private var deadlines: [(key: PendingKey, deadline: Instant, serial: UInt64)] = []
-    private var head = 0
+    private var heap: [Deadline] = []
     private var nextSerial: UInt64 = 0
 
     public init() {}
@@ -39,42 +66,36 @@ public struct PendingRequests: Sendable {
 
     public subscript(key: PendingKey) -> PendingRequest? { requests[key] }
 
-    /// All requests in flight, oldest first is not guaranteed.
+    /// All requests in flight, in no particular order.
     public var all: Dictionary<PendingKey, PendingRequest>.Values { requests.values }
 
-    /// Records a forwarded request. The caller has checked that `key` is not in flight.
-    public mutating func insert(
-        _ key: PendingKey, addressed: String, resource: String, jat: String, kind: RequestKind, now: Instant,
-        timeout: Duration
-    ) {
+    /// Records a request (new, or moved to another resource for a retry).
+    public mutating func insert(_ request: PendingRequest) {
+        var request = request
         nextSerial += 1
-        let deadline = now + timeout
-        requests[key] = PendingRequest(
-            key: key, addressed: addressed, resource: resource, jat: jat, kind: kind, started: now, deadline: deadline,
-            serial: nextSerial
-        )
-        deadlines.append((key, deadline, nextSerial))
+        request.serial = nextSerial
+        requests[request.key] = request
+        push(Deadline(at: request.deadline, serial: nextSerial, key: request.key))
+        if heap.count > 64, heap.count > requests.count * 3 { rebuildHeap() }
     }
 
     @discardableResult
     public mutating func remove(_ key: PendingKey) -> PendingRequest? {
         let removed = requests.removeValue(forKey: key)
-        if requests.isEmpty { clearDeadlines() }
+        if requests.isEmpty { heap.removeAll(keepingCapacity: true) }
         return removed
     }
 
-    /// Removes and returns the requests whose deadline is at or before `now`.
+    /// Removes and returns the requests whose current try ends at or before `now`.
     public mutating func removeExpired(now: Instant) -> [PendingRequest] {
         var expired: [PendingRequest] = []
-        while head < deadlines.count, deadlines[head].deadline <= now {
-            let entry = deadlines[head]
-            head += 1
-            if let request = requests[entry.key], request.serial == entry.serial {
-                requests[entry.key] = nil
+        while let top = heap.first, top.at <= now {
+            pop()
+            if let request = requests[top.key], request.serial == top.serial {
+                requests[top.key] = nil
                 expired.append(request)
             }
         }
-        compactDeadlines()
         return expired
     }
 
@@ -82,7 +103,7 @@ public struct PendingRequests: Sendable {
     public mutating func removeAll(heldBy resource: String) -> [PendingRequest] {
         let held = requests.values.filter { $0.resource == resource }
         for request in held { requests[request.key] = nil }
-        if requests.isEmpty { clearDeadlines() }
+        if requests.isEmpty { heap.removeAll(keepingCapacity: true) }
         return held
     }
 
@@ -90,32 +111,51 @@ public struct PendingRequests: Sendable {
     public mutating func removeAll() -> [PendingRequest] {
         let all = Array(requests.values)
         requests.removeAll()
-        clearDeadlines()
+        heap.removeAll(keepingCapacity: true)
         return all
     }
 
-    /// The earliest deadline of a request still in flight.
+    /// The earliest end of a try still in flight.
     public mutating func nextDeadline() -> Instant? {
-        while head < deadlines.count {
-            let entry = deadlines[head]
-            if let request = requests[entry.key], request.serial == entry.serial { return entry.deadline }
-            head += 1
+        while let top = heap.first {
+            if let request = requests[top.key], request.serial == top.serial { return top.at }
+            pop()
         }
-        compactDeadlines()
         return nil
     }
 
-    private mutating func clearDeadlines() {
-        deadlines.removeAll(keepingCapacity: true)
-        head = 0
+    // MARK: Heap
+
+    private mutating func push(_ entry: Deadline) {
+        heap.append(entry)
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard heap[child].at < heap[parent].at else { break }
+            heap.swapAt(child, parent)
+            child = parent
+        }
     }
 
-    private mutating func compactDeadlines() {
-        if head == deadlines.count {
-            clearDeadlines()
-        } else if head > 1024, head * 2 > deadlines.count {
-            deadlines.removeFirst(head)
-            head = 0
+    private mutating func pop() {
+        let last = heap.removeLast()
+        guard !heap.isEmpty else { return }
+        heap[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < heap.count, heap[left].at < heap[smallest].at { smallest = left }
+            if right < heap.count, heap[right].at < heap[smallest].at { smallest = right }
+            guard smallest != parent else { return }
+            heap.swapAt(parent, smallest)
+            parent = smallest
         }
+    }
+
+    private mutating func rebuildHeap() {
+        heap = requests.values.map { Deadline(at: $0.deadline, serial: $0.serial, key: $0.key) }
+        heap.sort { $0.at < $1.at }
     }
 }

@@ -13,6 +13,8 @@ public enum ResourceState: String, Sendable, CaseIterable {
     case maintenance = "maint"
     /// Taken out by the router after repeated failures, for a cool-down.
     case ejected
+    /// Taken out by the router: it did not answer a ping.
+    case down
 }
 
 /// One online resource of the target, as the pool knows it.
@@ -30,8 +32,10 @@ public struct PooledResource: Sendable {
     /// Recent reply latency: an exponentially weighted moving average, `avg += (sample - avg) / 8`;
     /// nil until the first reply.
     public var latency: Duration?
+    /// At the route's limit of requests in flight per resource.
+    public var isFull = false
 
-    public var isReady: Bool { state == .ready && weight > 0 }
+    public var isReady: Bool { state == .ready && weight > 0 && !isFull }
 }
 
 /// The online resources of a route's target: a set keyed by resourcepart, stored contiguously so
@@ -43,8 +47,12 @@ public struct ResourcePool: Sendable {
     /// Changes whenever membership, presence, weight or state changes (not for pending counts),
     /// so that a strategy can cache what it derives from the pool until the next change.
     public private(set) var generation: UInt64 = 0
+    /// Requests in flight a resource may hold; nil for no limit.
+    public var maxPendingPerResource: Int?
 
-    public init() {}
+    public init(maxPendingPerResource: Int? = nil) {
+        self.maxPendingPerResource = maxPendingPerResource
+    }
 
     public var count: Int { members.count }
     public var isEmpty: Bool { members.isEmpty }
@@ -115,12 +123,29 @@ public struct ResourcePool: Sendable {
     mutating func requestSent(to name: String) {
         guard let index = positions[name] else { return }
         members[index].pending += 1
+        updateFullness(at: index)
+    }
+
+    /// Marks a resource full or not when it crosses the limit; a change is a new generation, so
+    /// strategies stop (or start again) picking it.
+    private mutating func updateFullness(at index: Int) {
+        let full = maxPendingPerResource.map { members[index].pending >= $0 } ?? false
+        if members[index].isFull != full {
+            members[index].isFull = full
+            generation &+= 1
+        }
+    }
+
+    /// Whether some resource would take requests but for the limit per resource.
+    public var hasFullReadyResource: Bool {
+        members.contains { $0.isFull && $0.state == .ready && $0.weight > 0 }
     }
 
     /// Counts the end of a request held by `name`; `latency` is given when the resource replied.
     mutating func requestEnded(at name: String, latency: Duration?) {
         guard let index = positions[name] else { return }
         members[index].pending = max(0, members[index].pending - 1)
+        updateFullness(at: index)
         guard let latency else { return }
         members[index].served += 1
         if let average = members[index].latency {

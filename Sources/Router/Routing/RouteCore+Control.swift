@@ -16,7 +16,7 @@ extension RouteCore {
         var override = overrides[resource] ?? ResourceOverride()
         override.state = state == .ready ? nil : state
         overrides[resource] = override.state == nil && override.weight == nil ? nil : override
-        pool.setState(state, of: resource)
+        refreshState(of: resource)
         log.info("resource state set", [("resource", resource), ("state", state.rawValue)])
     }
 
@@ -47,6 +47,7 @@ extension RouteCore {
         }
         if let strategy { self.strategy = strategy }
         self.config = config
+        pool.maxPendingPerResource = config.limits.maxPendingPerResource
     }
 
     /// Refuses new requests from now on; the ones in flight finish or time out.

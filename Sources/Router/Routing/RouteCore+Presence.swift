@@ -1,6 +1,8 @@
 extension RouteCore {
     /// Presence from the target keeps the pool; presence from anyone else is refused.
-    mutating func handlePresence(_ presence: XMLElement, from: JID, to: JID, into actions: inout [RouteAction]) {
+    mutating func handlePresence(
+        _ presence: XMLElement, from: JID, to: JID, now: Instant, into actions: inout [RouteAction]
+    ) {
         let type = presence[attribute: "type"]
         guard from.bare == config.target else {
             refuseUserPresence(presence, type: type, into: &actions)
@@ -9,10 +11,10 @@ extension RouteCore {
         switch type {
         case nil:
             guard let resource = from.resourcepart else { return }
-            resourceAvailable(resource, presence: presence)
+            resourceAvailable(resource, presence: presence, now: now)
         case "unavailable":
             guard let resource = from.resourcepart else { return }
-            resourceUnavailable(resource, into: &actions)
+            resourceUnavailable(resource, now: now, into: &actions)
         case "subscribe":
             // The target's client asks for our presence in return; grant it.
             actions.append(.send(self.presence(type: "subscribed", to: from.bare.description)))
@@ -24,10 +26,10 @@ extension RouteCore {
             actions.append(.send(self.presence(type: "probe", to: from.bare.description)))
         case "unsubscribed":
             log.warning("target refused or cancelled the presence subscription", [("target", from.bare.description)])
-            emptyPool(because: "subscription cancelled", into: &actions)
+            emptyPool(because: "subscription cancelled", now: now, into: &actions)
         case "error":
             let condition = presence.child("error")?.elements.first?.name ?? "undefined-condition"
-            emptyPool(because: condition, into: &actions)
+            emptyPool(because: condition, now: now, into: &actions)
             subscribeBounces += 1
             let delay = resubscribeDelay(after: subscribeBounces)
             log.warning("presence error from the target; subscribing again later", [
@@ -39,39 +41,41 @@ extension RouteCore {
         }
     }
 
-    private mutating func resourceAvailable(_ resource: String, presence: XMLElement) {
+    private mutating func resourceAvailable(_ resource: String, presence: XMLElement, now: Instant) {
         let priority = presence.child("priority").flatMap { Int($0.text.trimmingSpaces()) } ?? 0
         let show = presence.child("show").flatMap { PresenceShow(rawValue: $0.text.trimmingSpaces()) }
         guard pool.update(resource, priority: priority, show: show) else { return }
-        if let override = overrides[resource] {
-            if let state = override.state { pool.setState(state, of: resource) }
-            if let weight = override.weight { pool.setWeight(weight, of: resource) }
-        }
+        if let weight = overrides[resource]?.weight { pool.setWeight(weight, of: resource) }
+        health[resource]?.down = false
+        refreshState(of: resource)
+        scheduleHealthCheck(now: now)
         log.info("resource available", [("resource", resource), ("resources", "\(pool.count)")])
     }
 
-    private mutating func resourceUnavailable(_ resource: String, into actions: inout [RouteAction]) {
+    private mutating func resourceUnavailable(_ resource: String, now: Instant, into actions: inout [RouteAction]) {
         guard pool.remove(resource) != nil else { return }
+        health[resource]?.pingSent = nil
         log.info("resource unavailable", [("resource", resource), ("resources", "\(pool.count)")])
-        failRequests(heldBy: resource, into: &actions)
+        failRequests(heldBy: resource, now: now, into: &actions)
     }
 
     /// Forgets every resource, answering the requests they held.
-    private mutating func emptyPool(because reason: String, into actions: inout [RouteAction]) {
+    private mutating func emptyPool(because reason: String, now: Instant, into actions: inout [RouteAction]) {
         let names = pool.members.map(\.name)
         pool.removeAll()
-        for name in names { failRequests(heldBy: name, into: &actions) }
+        for name in names { failRequests(heldBy: name, now: now, into: &actions) }
         if !names.isEmpty {
             log.info("resource pool emptied", [("reason", reason), ("resources", "0")])
         }
     }
 
-    private mutating func failRequests(heldBy resource: String, into actions: inout [RouteAction]) {
+    /// Retries elsewhere, or answers, the requests a resource held when it went offline.
+    private mutating func failRequests(heldBy resource: String, now: Instant, into actions: inout [RouteAction]) {
         let error = StanzaError(.wait, .recipientUnavailable, text: "The resource serving the request went offline.")
         for request in pending.removeAll(heldBy: resource) {
             finish(request, latency: nil)
-            count(error)
-            actions.append(.send(errorReply(to: request, error)))
+            if retry(request, now: now, into: &actions) { continue }
+            fail(request, error, into: &actions)
         }
     }
 

@@ -11,6 +11,7 @@ public struct RouteStats: Sendable {
     public var forwarded = 0
     public var answered = 0
     public var timeouts = 0
+    public var retries = 0
     /// Errors the router answered itself, by condition.
     public var routerErrors: [String: Int] = [:]
     /// Replies dropped: late, duplicate, forged or undecodable.
@@ -24,6 +25,7 @@ public struct ResourceStats: Sendable {
     /// Error replies the resource sent.
     public var errors = 0
     public var timeouts = 0
+    public var ejections = 0
     public var latency = LatencyHistogram()
 }
 
@@ -39,11 +41,16 @@ public struct RouteCore {
     public internal(set) var config: RouteConfig
     public internal(set) var strategy: any BalancingStrategy
     public internal(set) var encoder: any JATEncoder
-    public internal(set) var pool = ResourcePool()
+    public internal(set) var pool: ResourcePool
     public internal(set) var pending = PendingRequests()
     public internal(set) var stats = RouteStats()
     public internal(set) var resourceStats: [String: ResourceStats] = [:]
     public internal(set) var overrides: [String: ResourceOverride] = [:]
+    /// Ejections, failure streaks and pings, by resource name.
+    var health: [String: ResourceHealth] = [:]
+    var rateBuckets = RateBuckets()
+    var pingCounter: UInt64 = 0
+    var nextHealthCheck: Instant?
     /// Encoders replaced by a reload, still decoding the JATs of requests in flight until their
     /// last possible reply (the request timeout after the change).
     var retiredEncoders: [(encoder: any JATEncoder, until: Instant)] = []
@@ -52,14 +59,15 @@ public struct RouteCore {
     /// Requests in flight when the connection was lost; answered once it is back.
     private var orphaned: [PendingRequest] = []
     var subscribeBounces = 0
-    private let component: String
-    private let target: String
+    let component: String
+    let target: String
     let log: Logger
 
     public init(config: RouteConfig, strategy: any BalancingStrategy, encoder: any JATEncoder, log: Logger) {
         self.config = config
         self.strategy = strategy
         self.encoder = encoder
+        self.pool = ResourcePool(maxPendingPerResource: config.limits.maxPendingPerResource)
         self.component = config.component.description
         self.target = config.target.description
         self.log = log
@@ -73,9 +81,10 @@ public struct RouteCore {
         actions.append(.send(presence(type: "subscribe", to: target)))
         let lost = orphaned
         orphaned.removeAll()
+        let error = StanzaError(.wait, .remoteServerTimeout,
+                                text: "The router lost its server connection before the reply came.")
         for request in lost {
-            let error = StanzaError(.wait, .remoteServerTimeout,
-                                    text: "The router lost its server connection before the reply came.")
+            count(error)
             actions.append(.send(errorReply(to: request, error)))
         }
         if !lost.isEmpty {
@@ -86,12 +95,12 @@ public struct RouteCore {
     /// The connection is gone: the router knows no resource any more, and the requests in flight
     /// can only be answered once a new connection is up.
     public mutating func connectionLost() {
-        defer { pool.removeAll() }
         for request in pending.removeAll() {
             finish(request, latency: nil)
             orphaned.append(request)
-            stats.routerErrors[StanzaErrorCondition.remoteServerTimeout.rawValue, default: 0] += 1
         }
+        pool.removeAll()
+        for name in health.keys { health[name]?.pingSent = nil }
     }
 
     /// Answers every request in flight, as the router stops.
@@ -99,27 +108,35 @@ public struct RouteCore {
         let error = StanzaError(.cancel, .serviceUnavailable, text: "The router is shutting down.")
         for request in pending.removeAll() {
             finish(request, latency: nil)
-            count(error)
-            actions.append(.send(errorReply(to: request, error)))
+            fail(request, error, into: &actions)
         }
         pool.removeAll()
     }
 
-    /// Answers the requests whose deadline has passed with `remote-server-timeout`.
+    /// Handles what is due at `now`: requests whose try has ended (retried elsewhere or answered
+    /// with `remote-server-timeout`), ends of ejections, pings.
     public mutating func expire(now: Instant, into actions: inout [RouteAction]) {
         for request in pending.removeExpired(now: now) {
             finish(request, latency: nil)
             stats.timeouts += 1
             resourceStats[request.resource, default: ResourceStats()].timeouts += 1
-            let error = StanzaError(.wait, .remoteServerTimeout, text: "The service did not answer in time.")
-            count(error)
-            actions.append(.send(errorReply(to: request, error)))
+            recordFailure(of: request.resource, now: now)
             log.debug("request timed out", [("resource", request.resource), ("stanza.id", request.key.id)])
+            if retry(request, now: now, into: &actions) { continue }
+            fail(request, StanzaError(.wait, .remoteServerTimeout, text: "The service did not answer in time."),
+                 into: &actions)
         }
+        if let check = nextHealthCheck, check <= now { checkHealth(now: now, into: &actions) }
     }
 
     /// When `expire(now:into:)` must next run.
-    public mutating func nextDeadline() -> Instant? { pending.nextDeadline() }
+    public mutating func nextDeadline() -> Instant? {
+        switch (pending.nextDeadline(), nextHealthCheck) {
+        case (let request?, let health?): return min(request, health)
+        case (let request?, nil): return request
+        case (nil, let health): return health
+        }
+    }
 
     /// Time to send the subscription again after a bounce.
     public mutating func resubscribe(into actions: inout [RouteAction]) {
@@ -149,7 +166,7 @@ public struct RouteCore {
         }
         switch stanza.name {
         case "iq": handleIQ(stanza, from: from, to: to, toText: toText, now: now, into: &actions)
-        case "presence": handlePresence(stanza, from: from, to: to, into: &actions)
+        case "presence": handlePresence(stanza, from: from, to: to, now: now, into: &actions)
         case "message": handleMessage(stanza, from: from, into: &actions)
         default: log.debug("ignored element", [("element", stanza.name)])
         }
@@ -162,14 +179,18 @@ public struct RouteCore {
         switch type {
         case "get", "set":
             let kind: RequestKind = type == "get" ? .get : .set
-            if let error = refusal(of: iq, from: from, to: to) {
+            if let error = refusal(of: iq, from: from, to: to, now: now) {
                 count(error)
                 actions.append(.send(errorReply(to: iq, error)))
                 return
             }
             forward(iq, kind: kind, from: from, toText: toText, now: now, into: &actions)
         case "result", "error":
-            returnReply(iq, from: from, to: to, now: now, into: &actions)
+            if to.resourcepart == nil {
+                pingAnswered(iq, from: from, to: to, now: now)
+            } else {
+                returnReply(iq, from: from, to: to, now: now, into: &actions)
+            }
         default:
             let error = StanzaError(.modify, .badRequest, text: "An IQ's type is get, set, result or error.")
             count(error)
@@ -177,31 +198,11 @@ public struct RouteCore {
         }
     }
 
-    /// Why a request cannot be forwarded at all, before any resource is considered.
-    private func refusal(of iq: XMLElement, from: JID, to: JID) -> StanzaError? {
-        if iq[attribute: "id"] == nil {
-            return StanzaError(.modify, .badRequest, text: "An IQ request needs an id.")
-        }
-        if to.localpart == nil, to.resourcepart != nil {
-            // Limitation: requests from the service to a requester (through a JAT) are not proxied.
-            return StanzaError(.cancel, .serviceUnavailable, text: "Translated addresses take no requests.")
-        }
-        if from.bare == config.target {
-            return StanzaError(.cancel, .serviceUnavailable, text: "The service cannot call itself through the router.")
-        }
-        if !acceptingRequests {
-            return StanzaError(.cancel, .serviceUnavailable, text: "This route is being removed.")
-        }
-        return nil
-    }
-
     private mutating func forward(
         _ iq: XMLElement, kind: RequestKind, from: JID, toText: String, now: Instant, into actions: inout [RouteAction]
     ) {
-        let id = iq[attribute: "id"] ?? ""
-        let key = PendingKey(sender: from, id: id)
-        guard !pending.contains(key) else {
-            let error = StanzaError(.modify, .badRequest, text: "A request with this id is already in flight.")
+        let key = PendingKey(sender: from, id: iq[attribute: "id"] ?? "")
+        if let error = admissionError(for: key, now: now) {
             count(error)
             actions.append(.send(errorReply(to: iq, error)))
             return
@@ -216,7 +217,9 @@ public struct RouteCore {
             return
         }
         guard let resource = strategy.pick(for: BalancingRequest(sender: from, kind: kind), from: pool) else {
-            let error = StanzaError(.cancel, .serviceUnavailable, text: "No resource of the service is online.")
+            let error = pool.hasFullReadyResource
+                ? StanzaError(.wait, .resourceConstraint, text: "Every resource of the service is busy.")
+                : StanzaError(.cancel, .serviceUnavailable, text: "No resource of the service is online.")
             count(error)
             actions.append(.send(errorReply(to: iq, error)))
             return
@@ -225,13 +228,47 @@ public struct RouteCore {
         var forwarded = iq
         forwarded[attribute: "from"] = component + "/" + jat
         forwarded[attribute: "to"] = target + "/" + resource
-        pending.insert(key, addressed: toText, resource: resource, jat: jat, kind: kind, now: now,
-                       timeout: config.requestTimeout)
+        let finalDeadline = now + config.requestTimeout
+        let retryable = config.retry?.applies(to: iq, kind: kind) ?? false
+        var deadline = finalDeadline
+        if retryable, let tryTimeout = config.retry?.tryTimeout { deadline = min(finalDeadline, now + tryTimeout) }
+        pending.insert(PendingRequest(
+            key: key, addressed: toText, resource: resource, jat: jat, kind: kind, started: now, deadline: deadline,
+            finalDeadline: finalDeadline, retryCopy: retryable ? forwarded : nil
+        ))
         pool.requestSent(to: resource)
         encoder.requestStarted(jat: jat)
         stats.forwarded += 1
         actions.append(.send(forwarded))
-        log.trace("forwarded request", [("resource", resource), ("stanza.id", id)])
+        log.trace("forwarded request", [("resource", resource), ("stanza.id", key.id)])
+    }
+
+    /// Sends a request that lost its resource (it left, or the try timed out) to another one,
+    /// once, within the request's own deadline. False when it may not or cannot be retried.
+    mutating func retry(_ request: PendingRequest, now: Instant, into actions: inout [RouteAction]) -> Bool {
+        guard var copy = request.retryCopy, request.triedResources.isEmpty, now < request.finalDeadline,
+              let retryPolicy = config.retry
+        else { return false }
+        let avoid = request.resource
+        var resource = strategy.pick(for: BalancingRequest(sender: request.key.sender, kind: request.kind), from: pool)
+        if resource == avoid {
+            resource = pool.members.first { $0.isReady && $0.name != avoid }?.name
+        }
+        guard let resource else { return false }
+
+        copy[attribute: "to"] = target + "/" + resource
+        var moved = request
+        moved.resource = resource
+        moved.triedResources.append(avoid)
+        moved.retryCopy = nil
+        moved.deadline = retryPolicy.tryTimeout.map { min(request.finalDeadline, now + $0) } ?? request.finalDeadline
+        pending.insert(moved)
+        pool.requestSent(to: resource)
+        encoder.requestStarted(jat: request.jat)
+        stats.retries += 1
+        actions.append(.send(copy))
+        log.debug("request retried", [("from_resource", avoid), ("resource", resource), ("stanza.id", request.key.id)])
+        return true
     }
 
     /// A result or error for a translated address: back to the requester, if it answers a request
@@ -267,9 +304,14 @@ public struct RouteCore {
         stats.latency.record(latency)
         var counters = resourceStats[resource, default: ResourceStats()]
         counters.served += 1
-        if reply[attribute: "type"] == "error" { counters.errors += 1 }
         counters.latency.record(latency)
+        if reply[attribute: "type"] == "error" { counters.errors += 1 }
         resourceStats[resource] = counters
+        if isServerFailure(reply) {
+            recordFailure(of: resource, now: now)
+        } else {
+            recordSuccess(of: resource, now: now)
+        }
         var answer = reply
         answer[attribute: "from"] = request.addressed
         answer[attribute: "to"] = sender.description
@@ -304,6 +346,12 @@ public struct RouteCore {
 
     mutating func count(_ error: StanzaError) {
         stats.routerErrors[error.condition.rawValue, default: 0] += 1
+    }
+
+    /// Answers a request in flight with an error of the router's own.
+    mutating func fail(_ request: PendingRequest, _ error: StanzaError, into actions: inout [RouteAction]) {
+        count(error)
+        actions.append(.send(errorReply(to: request, error)))
     }
 
     /// An error reply to `stanza`: same name and id, addresses swapped (RFC 6120 §8.3.1).

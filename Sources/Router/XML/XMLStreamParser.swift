@@ -54,7 +54,12 @@ public final class XMLStreamParser {
     fileprivate var boundary = 0
     private var bytesFed = 0
 
+    /// libxml2's global state must be set up once before parsers are made on several threads
+    /// (`xmlInitParser`); a Swift global is initialized exactly once, thread-safely.
+    private static let libraryReady: Void = xmlInitParser()
+
     public init(maxStanzaSize: Int = 256 * 1024) {
+        Self.libraryReady
         self.maxStanzaSize = maxStanzaSize
         installHandlers()
         reset()
