@@ -44,7 +44,7 @@ public final class ComponentRoute: @unchecked Sendable {
     private var deadlineTimer: DispatchSourceTimer?
     private var deadlineArmedAt: Instant?
     private var resubscribeTimer: DispatchSourceTimer?
-    private var stopCompletion: (@Sendable () -> Void)?
+    private var stopCompletions: [@Sendable () -> Void] = []
 
     private let readBuffer: UnsafeMutableRawBufferPointer
     private var output: [UInt8] = []
@@ -81,8 +81,15 @@ public final class ComponentRoute: @unchecked Sendable {
     /// Answers every request in flight, closes the stream and the connection, then calls `completion`.
     public func stop(completion: @escaping @Sendable () -> Void) {
         queue.async {
-            self.stopCompletion = completion
-            self.beginStop()
+            switch self.state {
+            case .stopped:
+                completion()
+            case .stopping:
+                self.stopCompletions.append(completion)
+            default:
+                self.stopCompletions.append(completion)
+                self.beginStop()
+            }
         }
     }
 
@@ -485,9 +492,9 @@ public final class ComponentRoute: @unchecked Sendable {
     private func finishStop() {
         state = .stopped
         log.info("route stopped")
-        let completion = stopCompletion
-        stopCompletion = nil
-        completion?()
+        let completions = stopCompletions
+        stopCompletions.removeAll()
+        for completion in completions { completion() }
     }
 }
 
