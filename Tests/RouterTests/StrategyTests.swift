@@ -4,11 +4,12 @@ import Testing
 
 @Suite("Strategies: what every strategy guarantees")
 struct StrategyContractTests {
-    @Test("no strategy picks a draining, ejected or zero-weight resource", arguments: StrategyKind.allCases)
+    @Test("no strategy picks a resource that is not ready or has weight 0", arguments: StrategyKind.allCases)
     func neverPicksUnready(kind: StrategyKind) throws {
-        var pool = makePool(["ready", "draining", "ejected", "idle", "ready2"])
-        pool.setState(.draining, of: "draining")
-        pool.setState(.ejected, of: "ejected")
+        var pool = makePool(["ready", "draining", "ejected", "maint", "down", "idle", "ready2"])
+        for state in ResourceState.allCases where state != .ready {
+            pool.setState(state, of: state == .maintenance ? "maint" : state.rawValue)
+        }
         pool.setWeight(0, of: "idle")
         let strategy = kind.make()
 
@@ -19,6 +20,21 @@ struct StrategyContractTests {
         }
 
         #expect(seen == ["ready", "ready2"])
+    }
+
+    @Test("no strategy picks a resource at the limit of requests in flight", arguments: StrategyKind.allCases)
+    func neverPicksFull(kind: StrategyKind) throws {
+        var pool = ResourcePool(maxPendingPerResource: 2)
+        for name in ["a", "b"] { pool.update(name, priority: 0, show: nil) }
+        let strategy = kind.make()
+        pool.requestSent(to: "a")
+        pool.requestSent(to: "a")
+        #expect(try tally(strategy, pool, picks: 200) == ["b": 200])
+
+        pool.requestEnded(at: "a", latency: nil)
+        pool.requestSent(to: "b")
+        pool.requestSent(to: "b")
+        #expect(try tally(strategy, pool, picks: 200) == ["a": 200])
     }
 
     @Test("no strategy picks anything from a pool with no ready resource", arguments: StrategyKind.allCases)
