@@ -1,4 +1,3 @@
-import Foundation
 import Router
 
 /// Secret keys for encoders, read from files or environment variables, never inline in the YAML
@@ -37,32 +36,7 @@ enum KeyMaterial {
         if value.node.scalar != nil {
             throw value.error("keys are not written in the YAML; use { env: NAME } or { file: PATH }")
         }
-        var mapping = try value.mapping()
-        let file = mapping.optional("file")
-        let env = mapping.optional("env")
-        try mapping.finish()
-        var text: String
-        switch (file, env) {
-        case (let file?, nil):
-            var path = try file.nonEmptyString()
-            if !path.hasPrefix("/") {
-                path = URL(fileURLWithPath: value.file).deletingLastPathComponent().path + "/" + path
-            }
-            guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw file.error("cannot read the key file '\(path)'")
-            }
-            text = contents
-        case (nil, let env?):
-            let name = try env.nonEmptyString()
-            guard let contents = ProcessInfo.processInfo.environment[name] else {
-                throw env.error("the environment variable \(name) is not set")
-            }
-            text = contents
-        default:
-            throw value.error("give exactly one of `file:` and `env:`")
-        }
-        while let last = text.last, last.isWhitespace { text.removeLast() }
-        let bytes = Array(text.utf8)
+        let bytes = Array(try value.fileOrEnvironment("key").utf8)
         guard bytes.count >= minimumLength else {
             throw value.error("a key needs at least \(minimumLength) bytes (found \(bytes.count))")
         }

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Foundation
 
 /// A YAML node with the file and key path it came from, read into typed values with errors that
 /// name the file, line and key. Plugins read their options through it too.
@@ -52,17 +50,9 @@ public struct ConfigValue: Sendable {
 
     /// A duration written with a unit (`500ms`, `30s`, `5m`, `1h`); a bare number is seconds.
     public func duration(minimum: Duration = .zero) throws(ConfigError) -> Duration {
-        let text = try string().trimmingSpaces()
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        var number = text
-        var scale = 1.0
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            number = String(text.dropLast(suffix.count))
-            scale = factor
-            break
-        }
-        guard let value = Double(number.trimmingSpaces()), value.isFinite, value >= 0 else {
-            throw error("expected a duration such as 500ms, 30s or 5m, found '\(text)'")
+        let (number, scale) = try splitUnit([("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)])
+        guard let value = Double(number), value.isFinite, value >= 0 else {
+            throw error("expected a duration such as 500ms, 30s or 5m, found '\(node.scalar ?? "")'")
         }
         let duration = Duration.nanoseconds(Int64(value * scale * 1e9))
         guard duration >= minimum else { throw error("must be at least \(minimum.seconds)s") }
@@ -71,23 +61,56 @@ public struct ConfigValue: Sendable {
 
     /// A size in bytes written plainly or with a unit (`64KiB`, `1MiB`, `512`).
     public func size(in range: ClosedRange<Int>) throws(ConfigError) -> Int {
-        let text = try string().trimmingSpaces()
-        let units: [(String, Int)] = [("KiB", 1024), ("MiB", 1024 * 1024), ("KB", 1000), ("MB", 1_000_000), ("B", 1)]
-        var number = text
-        var scale = 1
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            number = String(text.dropLast(suffix.count))
-            scale = factor
-            break
+        let (number, scale) = try splitUnit([("KiB", 1024), ("MiB", 1024 * 1024), ("KB", 1000), ("MB", 1e6), ("B", 1)])
+        guard let value = Int(number) else {
+            throw error("expected a size such as 65536, 64KiB or 1MiB, found '\(node.scalar ?? "")'")
         }
-        guard let value = Int(number.trimmingSpaces()) else {
-            throw error("expected a size such as 65536, 64KiB or 1MiB, found '\(text)'")
-        }
-        let bytes = value * scale
+        let bytes = value * Int(scale)
         guard range.contains(bytes) else {
             throw error("\(bytes) bytes is out of range \(range.lowerBound)...\(range.upperBound)")
         }
         return bytes
+    }
+
+    /// The number and the factor of its unit; the first suffix that matches wins, none means 1.
+    private func splitUnit(_ units: [(suffix: String, factor: Double)]) throws(ConfigError) -> (String, Double) {
+        let text = try string().trimmingSpaces()
+        for unit in units where text.hasSuffix(unit.suffix) {
+            return (String(text.dropLast(unit.suffix.count)).trimmingSpaces(), unit.factor)
+        }
+        return (text, 1)
+    }
+
+    /// Secret text given as `{ file: PATH }` (relative to the YAML file; trailing whitespace
+    /// trimmed) or `{ env: NAME }`; `what` names it in errors ("secret", "key").
+    public func fileOrEnvironment(_ what: String) throws(ConfigError) -> String {
+        var mapping = try self.mapping()
+        let file = mapping.optional("file")
+        let env = mapping.optional("env")
+        try mapping.finish()
+        var text: String
+        switch (file, env) {
+        case (let file?, nil):
+            var path = try file.nonEmptyString()
+            if !path.hasPrefix("/") {
+                path = URL(fileURLWithPath: self.file).deletingLastPathComponent().path + "/" + path
+            }
+            guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw file.error("cannot read the \(what) file '\(path)'")
+            }
+            text = contents
+        case (nil, let env?):
+            let name = try env.nonEmptyString()
+            guard let contents = ProcessInfo.processInfo.environment[name] else {
+                throw env.error("the environment variable \(name) is not set")
+            }
+            text = contents
+        default:
+            throw error("give exactly one of `file:` and `env:`")
+        }
+        text = text.trimmingSpaces()
+        guard !text.isEmpty else { throw error("the \(what) is empty") }
+        return text
     }
 
     public func jid() throws(ConfigError) -> JID {

@@ -311,30 +311,6 @@ public struct RouterConfig: Sendable {
     /// `secret: text`, `secret: { file: PATH }` or `secret: { env: NAME }`.
     private static func readSecret(_ value: ConfigValue) throws(ConfigError) -> Secret {
         if value.node.scalar != nil { return Secret(try value.nonEmptyString()) }
-        var mapping = try value.mapping()
-        let file = mapping.optional("file")
-        let env = mapping.optional("env")
-        try mapping.finish()
-        switch (file, env) {
-        case (let file?, nil):
-            var path = try file.nonEmptyString()
-            if !path.hasPrefix("/") {
-                path = (URL(fileURLWithPath: value.file).deletingLastPathComponent().path) + "/" + path
-            }
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw file.error("cannot read the secret file '\(path)'")
-            }
-            let secret = text.trimmingSpaces()
-            guard !secret.isEmpty else { throw file.error("the secret file '\(path)' is empty") }
-            return Secret(secret)
-        case (nil, let env?):
-            let name = try env.nonEmptyString()
-            guard let secret = ProcessInfo.processInfo.environment[name], !secret.isEmpty else {
-                throw env.error("the environment variable \(name) is not set or empty")
-            }
-            return Secret(secret)
-        default:
-            throw value.error("give the secret inline, or exactly one of `file:` and `env:`")
-        }
+        return Secret(try value.fileOrEnvironment("secret"))
     }
 }
