@@ -674,8 +674,7 @@ struct RouteCoreRetryTests {
 
     /// When the strategy picks the resource whose try just ended, `RouteCore.retry` falls back to
     /// the first ready member other than that one, without the strategy's presence policy.
-    @Test("a retry never goes to a resource the strategy's presence policy excludes",
-          .disabled("bug: RouteCore.retry falls back to any ready resource, ignoring away: exclude / min_priority"))
+    @Test("a retry never goes to a resource the strategy's presence policy excludes")
     func retryHonoursPolicy() throws {
         // 1. a is available, b is away and excluded by the policy; q1 goes to a.
         var harness = try CoreHarness(yaml: CoreHarness.yaml(
@@ -695,8 +694,7 @@ struct RouteCoreRetryTests {
 
     /// With one resource there is nowhere to retry, yet the request is failed at the end of its
     /// try (1s) instead of waiting for its request timeout (5s); a reply at 2s is then lost.
-    @Test("with nowhere to retry, a request still waits for its request timeout",
-          .disabled("bug: try_timeout ends a request with remote-server-timeout when no other resource is ready"))
+    @Test("with nowhere to retry, a request still waits for its request timeout")
     func tryTimeoutWithOneResource() throws {
         // 1. One resource; q1 goes to it.
         var harness = try CoreHarness(yaml: CoreHarness.yaml(extra: Self.retry))

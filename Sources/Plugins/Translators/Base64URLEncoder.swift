@@ -13,7 +13,7 @@ public final class Base64URLEncoder: JATEncoder {
 
     public func encode(_ sender: JID) throws(JATError) -> String {
         let bytes = Array(sender.description.utf8)
-        guard (bytes.count + 2) / 3 * 4 <= JID.maxPartLength else {
+        guard (bytes.count * 4 + 2) / 3 <= JID.maxPartLength else {
             throw JATError("sender JID is \(bytes.count) bytes; at most 767 fit in a base64url JAT")
         }
         return Base64URL.encode(bytes)

@@ -54,7 +54,9 @@ public struct ConfigValue: Sendable {
         guard let value = Double(number), value.isFinite, value >= 0 else {
             throw error("expected a duration such as 500ms, 30s or 5m, found '\(node.scalar ?? "")'")
         }
-        let duration = Duration.nanoseconds(Int64(value * scale * 1e9))
+        let nanoseconds = value * scale * 1e9
+        guard nanoseconds < 1e18 else { throw error("is too long (at most about 30 years)") }
+        let duration = Duration.nanoseconds(Int64(nanoseconds))
         guard duration >= minimum else { throw error("must be at least \(minimum.seconds)s") }
         return duration
     }
@@ -65,9 +67,9 @@ public struct ConfigValue: Sendable {
         guard let value = Int(number) else {
             throw error("expected a size such as 65536, 64KiB or 1MiB, found '\(node.scalar ?? "")'")
         }
-        let bytes = value * Int(scale)
-        guard range.contains(bytes) else {
-            throw error("\(bytes) bytes is out of range \(range.lowerBound)...\(range.upperBound)")
+        let (bytes, overflow) = value.multipliedReportingOverflow(by: Int(scale))
+        guard !overflow, range.contains(bytes) else {
+            throw error("\(number)\(scale == 1 ? "" : " units") is out of range \(range.lowerBound)...\(range.upperBound) bytes")
         }
         return bytes
     }
@@ -142,6 +144,8 @@ public struct ConfigValue: Sendable {
 public struct ConfigMapping: Sendable {
     public let owner: ConfigValue
     private var values: [String: ConfigValue] = [:]
+    /// Where each key is written, for errors about the key itself.
+    private var keyNodes: [String: YAMLNode] = [:]
     private var order: [String] = []
     private var used: Set<String> = []
 
@@ -156,6 +160,7 @@ public struct ConfigMapping: Sendable {
                                   message: "appears more than once")
             }
             values[name] = ConfigValue(node: value, file: owner.file, path: path)
+            keyNodes[name] = key
             order.append(name)
         }
     }
@@ -182,7 +187,8 @@ public struct ConfigMapping: Sendable {
         for key in order where !used.contains(key) {
             guard let value = values[key] else { continue }
             let known = used.sorted().joined(separator: ", ")
-            throw ConfigError(file: value.file, line: value.node.line, column: value.node.column, key: value.path,
+            let place = keyNodes[key] ?? value.node
+            throw ConfigError(file: value.file, line: place.line, column: place.column, key: value.path,
                               message: "unknown key (known here: \(known))")
         }
     }

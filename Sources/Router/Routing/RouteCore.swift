@@ -118,11 +118,21 @@ public struct RouteCore {
     public mutating func expire(now: Instant, into actions: inout [RouteAction]) {
         for request in pending.removeExpired(now: now) {
             finish(request, latency: nil)
-            stats.timeouts += 1
             resourceStats[request.resource, default: ResourceStats()].timeouts += 1
             recordFailure(of: request.resource, now: now)
             log.debug("request timed out", [("resource", request.resource), ("stanza.id", request.key.id)])
             if retry(request, now: now, into: &actions) { continue }
+            if request.deadline < request.finalDeadline {
+                // A try ended but no other resource can take the request: it waits for its own
+                // resource until its deadline.
+                var waiting = request
+                waiting.deadline = request.finalDeadline
+                pending.insert(waiting)
+                pool.requestSent(to: request.resource)
+                encoder.requestStarted(jat: request.jat)
+                continue
+            }
+            stats.timeouts += 1
             fail(request, StanzaError(.wait, .remoteServerTimeout, text: "The service did not answer in time."),
                  into: &actions)
         }
@@ -250,11 +260,11 @@ public struct RouteCore {
               let retryPolicy = config.retry
         else { return false }
         let avoid = request.resource
-        var resource = strategy.pick(for: BalancingRequest(sender: request.key.sender, kind: request.kind), from: pool)
-        if resource == avoid {
-            resource = pool.members.first { $0.isReady && $0.name != avoid }?.name
-        }
-        guard let resource else { return false }
+        // The strategy chooses among the others, its presence policy applying as for any request.
+        var others = pool
+        others.setState(.draining, of: avoid)
+        let balancing = BalancingRequest(sender: request.key.sender, kind: request.kind)
+        guard let resource = strategy.pick(for: balancing, from: others), resource != avoid else { return false }
 
         copy[attribute: "to"] = target + "/" + resource
         var moved = request
