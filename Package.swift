@@ -19,6 +19,7 @@ let package = Package(
         ),
         .target(name: "Plugins", dependencies: ["Router", "COpenSSL"]),
         .executableTarget(name: "routerctl", dependencies: ["Router", "Plugins"]),
+        .executableTarget(name: "routerbench", dependencies: ["Router", "Plugins"], path: "Benchmarks/LoadGenerator"),
         .testTarget(name: "RouterTests", dependencies: ["Router", "Plugins"]),
     ],
     swiftLanguageModes: [.v6]
