@@ -4,10 +4,12 @@ fresh target account, the router, and the slixmpp clients, all torn down even on
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -114,6 +116,24 @@ class Routers:
         router.start()
         if wait_authenticated:
             router.wait_for_log(r'msg="component authenticated".*route=' + COMPONENT.replace(".", r"\."))
+        return router
+
+    def control_socket(self) -> Path:
+        """A control socket path in a short folder of its own (removed at the end of the test)."""
+        socket_folder = Path(tempfile.mkdtemp(prefix="cpr-"))
+        self.socket_folders.append(socket_folder)
+        return socket_folder / "control.sock"
+
+    def start_config(self, config_text: str, components: tuple[str, ...] = (COMPONENT,),
+                     env: Optional[dict[str, str]] = None, wait_authenticated: bool = True) -> RouterProcess:
+        """Starts a router on a configuration the test wrote, and waits until each of `components`
+        has authenticated. Stopped and checked at the end like the routers `start` makes."""
+        router = RouterProcess(self.workdir, config_text, name=f"router{len(self.started) + 1}", env=env)
+        self.started.append(router)
+        router.start()
+        if wait_authenticated:
+            for component in components:
+                router.wait_for_log(r'msg="component authenticated".*route=' + re.escape(component) + r'(\s|$)')
         return router
 
     def stop_all(self) -> list[str]:

@@ -109,11 +109,14 @@ class ProsodyServer:
     """
 
     def __init__(self, workdir: Path, component_secret: str = COMPONENT_SECRET,
-                 domain: str = DOMAIN, component: str = COMPONENT):
+                 domain: str = DOMAIN, component: str = COMPONENT,
+                 extra_components: Optional[dict[str, str]] = None):
         self.workdir = Path(workdir)
         self.component_secret = component_secret
         self.domain = domain
         self.component = component
+        # More component addresses this Prosody declares, each with its own secret.
+        self.extra_components = dict(extra_components or {})
         self.c2s_port = free_port()
         self.component_port = free_port()
         self.config_path = self.workdir / "prosody.cfg.lua"
@@ -156,6 +159,11 @@ VirtualHost {lua_string(self.domain)}
 
 Component {lua_string(self.component)}
     component_secret = {lua_string(self.component_secret)}
+"""
+        for name, secret in self.extra_components.items():
+            config += f"""
+Component {lua_string(name)}
+    component_secret = {lua_string(secret)}
 """
         self.config_path.write_text(config, encoding="utf-8")
 
