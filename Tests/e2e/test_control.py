@@ -435,7 +435,7 @@ def checked_config(tmp_path: Path) -> str:
 
 
 BROKEN_FILES = {
-    # case: (replace, with, fragment that marks the line and column, key, words of the reason)
+    # case: (replace, with, fragment at the reported line and column, key, words of the reason)
     "unknown key": ("    request_timeout: 10s", "    request_timout: 10s", "request_timout",
                     "routes[0].request_timout", "unknown key"),
     "bad duration": ("request_timeout: 10s", "request_timeout: 10 parsecs", "10 parsecs",
@@ -461,16 +461,16 @@ def test_check_refuses_a_broken_file_with_file_line_column_key_and_reason(tmp_pa
         text = text.replace(old, new, 1)
     path = tmp_path / "broken.yaml"
     path.write_text(text)
-    line, key_column = line_of(text, fragment)
+    line, column = line_of(text, fragment)
 
     result = routerctl("check", str(path), env=env)
 
     assert result.returncode == 3, (result.returncode, result.stdout, result.stderr)
     match = CHECK_LINE.match(one_line(result.stderr))
     assert match, result.stderr
-    assert (match["file"], int(match["line"]), match["key"]) == (str(path), line, key), result.stderr
-    # The column points into the line at fault: at the key or at its value.
-    assert key_column <= int(match["column"]) <= len(text.splitlines()[line - 1]), result.stderr
+    # The position is that of the unknown key, or of the value at fault.
+    assert (match["file"], int(match["line"]), int(match["column"]), match["key"]) == \
+        (str(path), line, column, key), result.stderr
     assert reason_words in match["reason"], result.stderr
 
 
