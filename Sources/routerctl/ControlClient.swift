@@ -9,9 +9,12 @@ struct ControlClient {
         let fd: Int32
         do {
             fd = try UnixSocket.connect(path: socketPath)
+        } catch where error.code == EACCES || error.code == EPERM {
+            throw CommandFailure(
+                message: "permission denied on \(socketPath): the router runs as another user", exitCode: .failure)
         } catch {
             throw CommandFailure(
-                message: "router not running (no answer on \(socketPath): \(error.description.components(separatedBy: ": ").last ?? ""))",
+                message: "router not running (no answer on \(socketPath): \(String(cString: strerror(error.code))))",
                 exitCode: .notRunning)
         }
         defer { close(fd) }
@@ -19,10 +22,9 @@ struct ControlClient {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
 
         let request = ControlProtocol.encode(ControlProtocol.request(command, args: args))
+        // A router that refuses this client answers and closes at once, so the send may fail
+        // while the refusal already waits to be read: read in any case.
         let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard sent == request.count else {
-            throw CommandFailure(message: "could not send to \(socketPath)", exitCode: .failure)
-        }
         var line: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while !line.contains(0x0A) {
@@ -31,7 +33,8 @@ struct ControlClient {
             line.append(contentsOf: chunk[0..<count])
         }
         guard let end = line.firstIndex(of: 0x0A), let response = ControlProtocol.decode(Array(line[..<end])) else {
-            throw CommandFailure(message: "the router sent no answer", exitCode: .failure)
+            let reason = sent == request.count ? "the router sent no answer" : "could not send to \(socketPath)"
+            throw CommandFailure(message: reason, exitCode: .failure)
         }
         if let version = response["version"] as? Int, version != ControlProtocol.version {
             throw CommandFailure(

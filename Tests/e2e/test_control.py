@@ -550,8 +550,6 @@ def test_metrics_scrape_parses_as_prometheus_text_and_counts_the_requests_sent(r
     assert samples(printed.stdout) == values
 
 
-@pytest.mark.xfail(strict=True, reason="router bug: the per-resource families print their three HELP/TYPE "
-                                       "headers first, then their samples interleaved (PrometheusText.render)")
 def test_metrics_of_each_family_are_grouped_under_its_type_line(routers, clients, prosody, target):
     setup = Setup(routers, clients, prosody, target, metrics_port=free_port())
     setup.router.wait_for_log(r'msg="metrics listening"')
@@ -606,8 +604,6 @@ def test_control_socket_is_owner_only_and_another_user_cannot_use_it(routers, cl
     assert setup.router.running
 
 
-@pytest.mark.xfail(strict=True, reason="routerctl bug: EACCES on connect() is reported as 'router not running' "
-                                       "with exit 4 (ControlClient.call)")
 def test_another_user_is_told_permission_denied_not_that_the_router_is_not_running(
         routers, clients, prosody, target):
     setup = another_user_setup(routers, clients, prosody, target)
@@ -619,9 +615,6 @@ def test_another_user_is_told_permission_denied_not_that_the_router_is_not_runni
     assert denied.returncode == 1, (denied.returncode, message)
 
 
-@pytest.mark.xfail(strict=True, reason="routerctl bug: the router writes its refusal and closes, mostly before "
-                                       "routerctl sends; send() fails with EPIPE and routerctl never reads the "
-                                       "refusal ('could not send to PATH')")
 def test_another_user_reads_the_routers_refusal_when_the_socket_file_is_open_to_all(
         routers, clients, prosody, target):
     setup = another_user_setup(routers, clients, prosody, target)

@@ -176,6 +176,11 @@ public struct ConfigMapping: Sendable {
         used.insert(key)
         guard let value = values[key] else {
             let path = owner.path.isEmpty ? key : "\(owner.path).\(key)"
+            if let typo = order.first(where: { !used.contains($0) && editDistance($0, key) <= 2 }),
+               let node = keyNodes[typo] {
+                throw ConfigError(file: owner.file, line: node.line, column: node.column, key: path,
+                                  message: "is required; is '\(typo)' a misspelling of it?")
+            }
             throw ConfigError(file: owner.file, line: owner.node.line, column: owner.node.column, key: path,
                               message: "is required")
         }
@@ -201,4 +206,20 @@ extension String {
         while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
         return String(scalars)
     }
+}
+
+/// Levenshtein distance, to suggest the key a typo meant.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    guard !a.isEmpty else { return b.count }
+    guard !b.isEmpty else { return a.count }
+    var previous = Array(0...b.count)
+    for i in 1...a.count {
+        var current = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...b.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return previous[b.count]
 }

@@ -46,9 +46,15 @@ public struct PluginSpec: Sendable {
     /// The name and options in canonical form: equal fingerprints build equal plugins.
     public var fingerprint: String { name + (options.map { " " + $0.node.canonical } ?? "") }
 
-    /// The options as a mapping to read and `finish()`; empty when none were given.
+    /// The options as a mapping to read and `finish()` (with `name` already read); empty when
+    /// none were given.
     public func optionMapping() throws(ConfigError) -> ConfigMapping {
-        if let options { return try options.mapping() }
+        if let options {
+            var mapping = try options.mapping()
+            // `name` was read already; marking it read lists it among the known keys in errors.
+            _ = mapping.optional("name")
+            return mapping
+        }
         let empty = YAMLNode(value: .mapping([]), line: source.node.line, column: source.node.column, quoted: false)
         return try ConfigValue(node: empty, file: source.file, path: source.path).mapping()
     }
@@ -122,7 +128,8 @@ public struct RouterConfig: Sendable {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw ConfigError(file: path, line: 0, column: 0, key: "", message: "cannot read the file: \(error.localizedDescription)")
+            let reason = access(path, R_OK) == 0 ? "it is not UTF-8 text" : String(cString: strerror(errno))
+            throw ConfigError(file: path, line: 0, column: 0, key: "", message: "cannot read the file: \(reason)")
         }
         return try parse(text, file: path, catalog: catalog)
     }

@@ -34,15 +34,18 @@ public enum PrometheusText {
                 out.sample("resources", ["route": route.name, "state": state.rawValue], count)
             }
         }
-        out.family("resource_requests_in_flight", "gauge", "Requests in flight per resource.")
-        out.family("resource_served_total", "counter", "Replies per resource.")
-        out.family("resource_timeouts_total", "counter", "Timed-out requests per resource.")
-        for route in routes {
-            for resource in route.resources {
-                let labels = ["route": route.name, "resource": resource.name]
-                out.sample("resource_requests_in_flight", labels, resource.pending)
-                out.sample("resource_served_total", labels, resource.stats.served)
-                out.sample("resource_timeouts_total", labels, resource.stats.timeouts)
+        let perResource: [(String, String, String, (ResourceSnapshot) -> Int)] = [
+            ("resource_requests_in_flight", "gauge", "Requests in flight per resource.", { $0.pending }),
+            ("resource_served_total", "counter", "Replies per resource.", { $0.stats.served }),
+            ("resource_timeouts_total", "counter", "Timed-out requests per resource.", { $0.stats.timeouts }),
+            ("resource_ejections_total", "counter", "Ejections of a resource after failures.", { $0.stats.ejections }),
+        ]
+        for (name, type, help, value) in perResource {
+            out.family(name, type, help)
+            for route in routes {
+                for resource in route.resources {
+                    out.sample(name, ["route": route.name, "resource": resource.name], value(resource))
+                }
             }
         }
         out.family("resource_reply_seconds", "histogram", "Time from forwarding a request to its reply.")

@@ -82,41 +82,78 @@ public enum XMLSerializer {
 
     /// Escapes `& < > " '` (quotes only in attributes; whitespace other than space in attributes,
     /// so that attribute-value normalization gives back the same value), and drops characters
-    /// that XML 1.0 forbids.
+    /// that XML 1.0 forbids (controls other than tab, line feed and carriage return; U+FFFE and
+    /// U+FFFF).
     public static func appendEscaped(_ text: String, inAttribute: Bool, into out: inout [UInt8]) {
-        // The two bytes before `byte`, to spot U+FFFE and U+FFFF (EF BF BE, EF BF BF).
-        var previous: (UInt8, UInt8) = (0, 0)
-        for byte in text.utf8 {
-            defer { previous = (previous.1, byte) }
+        var text = text
+        text.withUTF8 { appendEscaped($0, inAttribute: inAttribute, into: &out) }
+    }
+
+    /// Copies runs of bytes that need nothing in one go; only the rare byte that needs escaping
+    /// or dropping takes the slow branch.
+    static func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, inAttribute: Bool, into out: inout [UInt8]) {
+        let count = bytes.count
+        var runStart = 0
+        var index = 0
+        while index < count {
+            let byte = bytes[index]
+            guard needsEscaping(byte, inAttribute: inAttribute) else {
+                index += 1
+                continue
+            }
+            if runStart < index { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index])) }
+            index += 1
             switch byte {
             case UInt8(ascii: "&"): out.append(contentsOf: "&amp;".utf8)
             case UInt8(ascii: "<"): out.append(contentsOf: "&lt;".utf8)
             case UInt8(ascii: ">"): out.append(contentsOf: "&gt;".utf8)
-            case UInt8(ascii: "\"") where inAttribute: out.append(contentsOf: "&quot;".utf8)
-            case UInt8(ascii: "'") where inAttribute: out.append(contentsOf: "&apos;".utf8)
+            case UInt8(ascii: "\""): out.append(contentsOf: "&quot;".utf8)
+            case UInt8(ascii: "'"): out.append(contentsOf: "&apos;".utf8)
             case 0x09 where inAttribute: out.append(contentsOf: "&#9;".utf8)
             case 0x0A where inAttribute: out.append(contentsOf: "&#10;".utf8)
             case 0x0D: out.append(contentsOf: "&#13;".utf8)
             case 0x09, 0x0A: out.append(byte)
-            case 0x00..<0x20: continue
-            case 0xBE...0xBF where previous == (0xEF, 0xBF): out.removeLast(2)
-            default: out.append(byte)
+            case 0xEF:
+                // U+FFFE and U+FFFF are EF BF BE and EF BF BF; other characters from EF pass.
+                if index + 1 < count, bytes[index] == 0xBF, bytes[index + 1] == 0xBE || bytes[index + 1] == 0xBF {
+                    index += 2
+                } else {
+                    out.append(byte)
+                }
+            default: break  // another control character: dropped
             }
+            runStart = index
+        }
+        if runStart < count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<count])) }
+    }
+
+    @inline(__always)
+    private static func needsEscaping(_ byte: UInt8, inAttribute: Bool) -> Bool {
+        switch byte {
+        case 0x00..<0x20, UInt8(ascii: "&"), UInt8(ascii: "<"), UInt8(ascii: ">"), 0xEF: true
+        case UInt8(ascii: "\""), UInt8(ascii: "'"): inAttribute
+        default: false
         }
     }
 }
 
 /// In-scope namespace bindings while writing, as a stack that is cut back after each element.
+///
+/// The outer default namespace is kept apart, so that writing a stanza that declares nothing
+/// allocates nothing here.
 private struct NamespaceScope {
-    private var bindings: [(prefix: String?, uri: String)]
+    private let outerDefault: String
+    private var bindings: [(prefix: String?, uri: String)] = []
 
     init(defaultNamespace: String?) {
-        bindings = [(nil, defaultNamespace ?? "")]
+        outerDefault = defaultNamespace ?? ""
     }
 
     func mark() -> Int { bindings.count }
 
-    mutating func restore(_ mark: Int) { bindings.removeSubrange(mark...) }
+    mutating func restore(_ mark: Int) {
+        if bindings.count > mark { bindings.removeSubrange(mark...) }
+    }
 
     mutating func bind(_ declaration: XMLNamespaceDeclaration) {
         bindings.append((declaration.prefix, declaration.uri))
@@ -127,6 +164,7 @@ private struct NamespaceScope {
         for binding in bindings.reversed() where binding.prefix == prefix {
             return binding.uri.isEmpty ? nil : binding.uri
         }
-        return nil
+        guard prefix == nil, !outerDefault.isEmpty else { return nil }
+        return outerDefault
     }
 }

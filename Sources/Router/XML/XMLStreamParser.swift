@@ -53,6 +53,8 @@ public final class XMLStreamParser {
     /// last blank text, so that a stanza's start tag counts towards its size.
     fileprivate var boundary = 0
     private var bytesFed = 0
+    /// Names, prefixes and namespace URIs already turned into Swift strings, by libxml2 pointer.
+    fileprivate var names = NameCache()
 
     /// libxml2's global state must be set up once before parsers are made on several threads
     /// (`xmlInitParser`); a Swift global is initialized exactly once, thread-safely.
@@ -79,6 +81,7 @@ public final class XMLStreamParser {
         stanzaStart = 0
         boundary = 0
         bytesFed = 0
+        names.removeAll()
         let user = Unmanaged.passUnretained(self).toOpaque()
         context = xmlCreatePushParserCtxt(&handler, user, nil, 0, nil)
         if let context {
@@ -173,13 +176,15 @@ public final class XMLStreamParser {
         handler.initialized = UInt32(XML_SAX2_MAGIC)
         handler.startElementNs = { user, localname, prefix, uri, namespaceCount, namespaces, attributeCount, _, attributes in
             guard let parser = XMLStreamParser.from(user), let localname else { return }
-            var element = XMLElement(name: string(localname), namespace: optionalString(uri), prefix: optionalString(prefix))
+            var element = XMLElement(
+                name: parser.names.string(localname), namespace: parser.names.optional(uri),
+                prefix: parser.names.optional(prefix))
             if namespaceCount > 0, let namespaces {
                 element.declarations.reserveCapacity(Int(namespaceCount))
                 for index in 0..<Int(namespaceCount) {
                     element.declarations.append(XMLNamespaceDeclaration(
-                        prefix: optionalString(namespaces[2 * index]),
-                        uri: optionalString(namespaces[2 * index + 1]) ?? ""
+                        prefix: parser.names.optional(namespaces[2 * index]),
+                        uri: parser.names.optional(namespaces[2 * index + 1]) ?? ""
                     ))
                 }
             }
@@ -191,9 +196,9 @@ public final class XMLStreamParser {
                     else { continue }
                     let value = String(decoding: UnsafeBufferPointer(start: start, count: end - start), as: UTF8.self)
                     element.attributes.append(XMLAttribute(
-                        name: string(name),
-                        prefix: optionalString(attributes[base + 1]),
-                        namespace: optionalString(attributes[base + 2]),
+                        name: parser.names.string(name),
+                        prefix: parser.names.optional(attributes[base + 1]),
+                        namespace: parser.names.optional(attributes[base + 2]),
                         value: value
                     ))
                 }
@@ -267,11 +272,42 @@ public final class XMLStreamParser {
     }
 }
 
-private func string(_ pointer: UnsafePointer<xmlChar>) -> String {
-    String(cString: pointer)
-}
+/// Swift strings for the names libxml2 hands to the SAX callbacks, looked up by pointer.
+///
+/// libxml2 interns element and attribute names, prefixes and namespace URIs in its parser's
+/// dictionary, so the same name comes back at the same address for as long as the parser lives:
+/// most stanzas then cost no allocation for their names. Each hit is still checked byte for byte,
+/// so a pointer libxml2 did not intern can only cost a miss, never give a wrong name. Emptied
+/// with the parser (`reset()`).
+struct NameCache {
+    private static let size = 64
+    private var pointers = [UnsafeRawPointer?](repeating: nil, count: NameCache.size)
+    private var strings = [String](repeating: "", count: NameCache.size)
 
-private func optionalString(_ pointer: UnsafePointer<xmlChar>?) -> String? {
-    guard let pointer else { return nil }
-    return String(cString: pointer)
+    mutating func removeAll() {
+        for index in 0..<Self.size { pointers[index] = nil }
+    }
+
+    mutating func string(_ pointer: UnsafePointer<xmlChar>) -> String {
+        let raw = UnsafeRawPointer(pointer)
+        let slot = Int(bitPattern: UInt(bitPattern: raw) >> 3) & (Self.size - 1)
+        if pointers[slot] == raw, Self.matches(&strings[slot], pointer) { return strings[slot] }
+        let string = String(cString: pointer)
+        pointers[slot] = raw
+        strings[slot] = string
+        return string
+    }
+
+    mutating func optional(_ pointer: UnsafePointer<xmlChar>?) -> String? {
+        guard let pointer else { return nil }
+        return string(pointer)
+    }
+
+    /// Whether the NUL-terminated bytes at `pointer` are those of `string`.
+    private static func matches(_ string: inout String, _ pointer: UnsafePointer<xmlChar>) -> Bool {
+        string.withUTF8 { bytes in
+            for index in 0..<bytes.count where pointer[index] != bytes[index] { return false }
+            return pointer[bytes.count] == 0
+        }
+    }
 }

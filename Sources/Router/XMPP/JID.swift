@@ -14,16 +14,50 @@ public struct JIDError: Error, Equatable, CustomStringConvertible {
 /// libidn and may be at most 1023 bytes after preparation. Two JIDs are equal when their prepared
 /// forms are. A resourcepart may contain `/` and `@`: the address is split at the first `/`, and the
 /// localpart at the last `@` before it.
+///
+/// The prepared address is kept whole, as text with the offsets of its separators: printing,
+/// hashing and comparing a JID then cost nothing per part, and an address that arrives already
+/// prepared (nearly all of them) is stored without a copy.
 public struct JID: Hashable, Sendable, CustomStringConvertible {
     public static let maxPartLength = 1023
 
-    public let localpart: String?
-    public let domainpart: String
-    public let resourcepart: String?
+    /// The prepared form, `description`. A slice, so that `bare` shares the full JID's storage.
+    private let text: Substring
+    /// UTF-8 offset in `text` of the `@` that ends the localpart; -1 when there is none.
+    private let localEnd: Int32
+    /// UTF-8 offset in `text` of the `/` that starts the resourcepart; -1 when there is none.
+    private let resourceSlash: Int32
+
+    public var localpart: String? { localEnd < 0 ? nil : part(0, Int(localEnd)) }
+
+    public var domainpart: String {
+        part(localEnd < 0 ? 0 : Int(localEnd) + 1, resourceSlash < 0 ? text.utf8.count : Int(resourceSlash))
+    }
+
+    public var resourcepart: String? {
+        resourceSlash < 0 ? nil : part(Int(resourceSlash) + 1, text.utf8.count)
+    }
 
     /// Parses and prepares `string`.
     /// - Throws: `JIDError` for an empty or over-long part, or characters a profile prohibits.
     public init(_ string: String) throws {
+        var input = string
+        let scan = try input.withUTF8 { bytes in try JID.scanASCII(bytes, input: string) }
+        guard let scan else {
+            try self.init(preparing: string)
+            return
+        }
+        if scan.lowercase || scan.domainEnd != scan.bareEnd {
+            let prepared = input.withUTF8 { JID.rewrite($0, scan) }
+            self.init(text: prepared[...], localEnd: Int32(scan.at),
+                      resourceSlash: scan.slash < 0 ? -1 : Int32(scan.domainEnd))
+        } else {
+            self.init(text: string[...], localEnd: Int32(scan.at), resourceSlash: Int32(scan.slash))
+        }
+    }
+
+    /// Parses `string` part by part, preparing each with libidn where it is not plain ASCII.
+    private init(preparing string: String) throws {
         let utf8 = string.utf8
         let slash = utf8.firstIndex(of: UInt8(ascii: "/"))
         let bare = slash.map { utf8[..<$0] } ?? utf8[...]
@@ -50,34 +84,58 @@ public struct JID: Hashable, Sendable, CustomStringConvertible {
             resource = try JID.prepare(Substring(resourceBytes), profile: .resourceprep, in: string)
         }
 
-        self.localpart = local
-        self.domainpart = try JID.prepare(domain, profile: .nameprep, in: string)
-        self.resourcepart = resource
+        let preparedDomain = try JID.prepare(domain, profile: .nameprep, in: string)
+        self.init(preparedLocalpart: local, domainpart: preparedDomain, resourcepart: resource)
     }
 
     /// Builds a JID from parts that are already prepared (such as those of another JID).
     public init(preparedLocalpart: String?, domainpart: String, resourcepart: String?) {
-        self.localpart = preparedLocalpart
-        self.domainpart = domainpart
-        self.resourcepart = resourcepart
+        var out = ""
+        if let preparedLocalpart { out += preparedLocalpart + "@" }
+        out += domainpart
+        let domainEnd = out.utf8.count
+        if let resourcepart { out += "/" + resourcepart }
+        self.init(text: out[...], localEnd: preparedLocalpart.map { Int32($0.utf8.count) } ?? -1,
+                  resourceSlash: resourcepart == nil ? -1 : Int32(domainEnd))
+    }
+
+    private init(text: Substring, localEnd: Int32, resourceSlash: Int32) {
+        self.text = text
+        self.localEnd = localEnd
+        self.resourceSlash = resourceSlash
     }
 
     /// The JID without its resourcepart.
-    public var bare: JID { JID(preparedLocalpart: localpart, domainpart: domainpart, resourcepart: nil) }
+    public var bare: JID {
+        guard resourceSlash >= 0 else { return self }
+        let end = text.utf8.index(text.startIndex, offsetBy: Int(resourceSlash))
+        return JID(text: text[..<end], localEnd: localEnd, resourceSlash: -1)
+    }
 
-    public var isBare: Bool { resourcepart == nil }
+    public var isBare: Bool { resourceSlash < 0 }
 
     /// This JID's bare form with `resource` as its resourcepart (already prepared).
     public func with(resource: String) -> JID {
-        JID(preparedLocalpart: localpart, domainpart: domainpart, resourcepart: resource)
+        let bare = self.bare
+        return JID(text: (String(bare.text) + "/" + resource)[...], localEnd: localEnd,
+                   resourceSlash: Int32(bare.text.utf8.count))
     }
 
-    public var description: String {
-        var out = ""
-        if let localpart { out += localpart + "@" }
-        out += domainpart
-        if let resourcepart { out += "/" + resourcepart }
-        return out
+    public var description: String { String(text) }
+
+    public static func == (lhs: JID, rhs: JID) -> Bool {
+        lhs.localEnd == rhs.localEnd && lhs.resourceSlash == rhs.resourceSlash && lhs.text == rhs.text
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(text)
+    }
+
+    /// The text between two UTF-8 offsets of `text`, which fall on ASCII separators.
+    private func part(_ start: Int, _ end: Int) -> String {
+        let utf8 = text.utf8
+        let from = utf8.index(utf8.startIndex, offsetBy: start)
+        return String(text[from..<utf8.index(from, offsetBy: end - start)])
     }
 
     enum Profile {
@@ -146,6 +204,100 @@ public struct JID: Hashable, Sendable, CustomStringConvertible {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Where the separators of an all-ASCII address are, and whether preparing it changes it.
+    struct ASCIIScan {
+        /// Offsets of the `@` ending the localpart and of the first `/`; -1 when absent.
+        var at = -1
+        var slash = -1
+        /// End of the bare JID (the slash, or the end), and of the domainpart once a trailing
+        /// dot is dropped.
+        var bareEnd = 0
+        var domainEnd = 0
+        /// Whether the localpart or the domainpart holds capitals to fold.
+        var lowercase = false
+    }
+
+    /// Checks an address as the ASCII fast path of `prepare` would, part by part in the same
+    /// order, so that it throws the same errors. Returns nil as soon as a byte needs libidn
+    /// (non-ASCII anywhere, or a domainpart byte no domain name holds): the caller then prepares
+    /// the address the slow way from the start.
+    static func scanASCII(_ bytes: UnsafeBufferPointer<UInt8>, input: String) throws -> ASCIIScan? {
+        var scan = ASCIIScan()
+        let count = bytes.count
+        var index = 0
+        while index < count, bytes[index] != UInt8(ascii: "/") { index += 1 }
+        scan.slash = index < count ? index : -1
+        scan.bareEnd = index
+        index = scan.bareEnd - 1
+        while index >= 0, bytes[index] != UInt8(ascii: "@") { index -= 1 }
+        scan.at = index
+
+        if scan.at >= 0 {
+            guard scan.at > 0 else { throw JIDError(input: input, reason: "empty localpart") }
+            for offset in 0..<scan.at {
+                let byte = bytes[offset]
+                guard byte < 0x80 else { return nil }
+                if byte < 0x20 || byte == 0x7F {
+                    throw JIDError(input: input, reason: "localpart contains a control character")
+                }
+                if isProhibitedInLocalpart(byte) {
+                    throw JIDError(input: input, reason: "localpart contains a prohibited character")
+                }
+                if byte >= 0x41, byte <= 0x5A { scan.lowercase = true }
+            }
+            try checkLength(scan.at, profile: .nodeprep, in: input)
+        }
+        let domainStart = scan.at + 1
+        scan.domainEnd = scan.bareEnd
+        if scan.domainEnd - domainStart > 1, bytes[scan.domainEnd - 1] == UInt8(ascii: ".") { scan.domainEnd -= 1 }
+        guard scan.domainEnd > domainStart else { throw JIDError(input: input, reason: "empty domainpart") }
+
+        if scan.slash >= 0 {
+            guard scan.slash + 1 < count else { throw JIDError(input: input, reason: "empty resourcepart") }
+            for offset in (scan.slash + 1)..<count {
+                let byte = bytes[offset]
+                guard byte < 0x80 else { return nil }
+                if byte < 0x20 || byte == 0x7F {
+                    throw JIDError(input: input, reason: "resourcepart contains a control character")
+                }
+            }
+            try checkLength(count - scan.slash - 1, profile: .resourceprep, in: input)
+        }
+
+        for offset in domainStart..<scan.domainEnd {
+            let byte = bytes[offset]
+            guard byte < 0x80 else { return nil }
+            if byte < 0x20 || byte == 0x7F {
+                throw JIDError(input: input, reason: "domainpart contains a control character")
+            }
+            guard isDomainByte(byte) else { return nil }
+            if byte >= 0x41, byte <= 0x5A { scan.lowercase = true }
+        }
+        try checkLength(scan.domainEnd - domainStart, profile: .nameprep, in: input)
+        return scan
+    }
+
+    /// The prepared text of an all-ASCII address that `scan` found needs changes: capitals of the
+    /// localpart and domainpart folded, a trailing dot of the domainpart dropped.
+    static func rewrite(_ bytes: UnsafeBufferPointer<UInt8>, _ scan: ASCIIScan) -> String {
+        let restStart = scan.slash < 0 ? bytes.count : scan.slash
+        let length = scan.domainEnd + (bytes.count - restStart)
+        return String(unsafeUninitializedCapacity: length) { out in
+            for offset in 0..<scan.domainEnd {
+                let byte = bytes[offset]
+                out[offset] = byte >= 0x41 && byte <= 0x5A ? byte + 0x20 : byte
+            }
+            for offset in restStart..<bytes.count { out[scan.domainEnd + offset - restStart] = bytes[offset] }
+            return length
+        }
+    }
+
+    private static func checkLength(_ length: Int, profile: Profile, in input: String) throws {
+        guard length <= maxPartLength else {
+            throw JIDError(input: input, reason: "\(profile.partName) longer than \(maxPartLength) bytes")
+        }
     }
 
     private static func isProhibitedInLocalpart(_ byte: UInt8) -> Bool {
