@@ -155,7 +155,8 @@ def main() -> int:
         if answered_by["no answer"]:
             summary += f", no answer: {answered_by['no answer']}"
         print(f"\nSummary: {summary}")
-        print("The router picks a resource at random for each request, so the split varies from run to run.")
+        print("config.example.yaml picks the round-robin strategy: each resource in turn. Change its "
+              "`strategy:` to random, least-pending or sticky-by-sender to see the others.")
         succeeded = answered_by["no answer"] == 0
     except HarnessError as error:
         print(f"\nThe demo failed: {error}", file=sys.stderr)

@@ -19,4 +19,6 @@ def test_demo_spreads_its_requests_over_both_resources_and_stops_cleanly():
     summary = re.search(r"^Summary: a: (\d+), b: (\d+)$", result.stdout, re.MULTILINE)
     assert summary, result.stdout
     assert int(summary.group(1)) + int(summary.group(2)) == 10
+    # config.example.yaml balances round-robin: the two resources share the ten requests evenly.
+    assert (int(summary.group(1)), int(summary.group(2))) == (5, 5), result.stdout
     assert "the router exited with 0" in result.stdout
