@@ -179,9 +179,10 @@ public final class RouterRuntime: @unchecked Sendable {
         routes = kept
         config.routes = fresh.routes
         for route in replacements { route.start() }
-        if fresh.controlSocket != config.controlSocket || fresh.metrics != config.metrics {
-            // Limitation: the control socket and metrics address are read at start only.
-            log.warning("control socket and metrics address changes apply at the next start")
+        if fresh.controlSocket != config.controlSocket || fresh.metrics != config.metrics
+            || fresh.logLevel != config.logLevel {
+            // Limitation: the control socket, metrics address and log level are read at start only.
+            log.warning("control socket, metrics address and log_level changes apply at the next start")
         }
         log.info("configuration reloaded", [
             ("added", "\(summary.added.count)"), ("removed", "\(summary.removed.count)"),
