@@ -54,7 +54,7 @@ public final class XMLStreamParser {
     fileprivate var boundary = 0
     private var bytesFed = 0
     /// Names, prefixes and namespace URIs already turned into Swift strings, by libxml2 pointer.
-    fileprivate var names = NameCache()
+    fileprivate let names = NameCache()
 
     /// libxml2's global state must be set up once before parsers are made on several threads
     /// (`xmlInitParser`); a Swift global is initialized exactly once, thread-safely.
@@ -81,9 +81,9 @@ public final class XMLStreamParser {
         stanzaStart = 0
         boundary = 0
         bytesFed = 0
-        names.removeAll()
         let user = Unmanaged.passUnretained(self).toOpaque()
         context = xmlCreatePushParserCtxt(&handler, user, nil, 0, nil)
+        names.reset(dictionary: context?.pointee.dict)
         if let context {
             // NOENT hands attribute values over with the predefined entities expanded; no other
             // entity can exist, as a DTD stops the parser before it declares any.
@@ -275,39 +275,51 @@ public final class XMLStreamParser {
 /// Swift strings for the names libxml2 hands to the SAX callbacks, looked up by pointer.
 ///
 /// libxml2 interns element and attribute names, prefixes and namespace URIs in its parser's
-/// dictionary, so the same name comes back at the same address for as long as the parser lives:
-/// most stanzas then cost no allocation for their names. Each hit is still checked byte for byte,
-/// so a pointer libxml2 did not intern can only cost a miss, never give a wrong name. Emptied
-/// with the parser (`reset()`).
-struct NameCache {
+/// dictionary (`xmlDictLookup`), so a name comes back at the same address for as long as the
+/// parser lives: most stanzas then cost no allocation and no UTF-8 check for their names. Only
+/// pointers the dictionary owns (`xmlDictOwns`) are cached, as only those are known never to
+/// change or be freed before the parser is (`reset()` empties the cache with it).
+final class NameCache {
+    /// A power of two; `string(_:)` takes the top 6 bits of a hash for the slot.
     private static let size = 64
-    private var pointers = [UnsafeRawPointer?](repeating: nil, count: NameCache.size)
-    private var strings = [String](repeating: "", count: NameCache.size)
+    private let pointers: UnsafeMutablePointer<UnsafeRawPointer?>
+    private let strings: UnsafeMutablePointer<String>
+    private var dictionary: xmlDictPtr?
 
-    mutating func removeAll() {
-        for index in 0..<Self.size { pointers[index] = nil }
+    init() {
+        pointers = .allocate(capacity: Self.size)
+        pointers.initialize(repeating: nil, count: Self.size)
+        strings = .allocate(capacity: Self.size)
+        strings.initialize(repeating: "", count: Self.size)
     }
 
-    mutating func string(_ pointer: UnsafePointer<xmlChar>) -> String {
+    deinit {
+        pointers.deallocate()
+        strings.deinitialize(count: Self.size)
+        strings.deallocate()
+    }
+
+    /// Forgets every name; from now on, names are those of `dictionary`.
+    func reset(dictionary: xmlDictPtr?) {
+        self.dictionary = dictionary
+        pointers.update(repeating: nil, count: Self.size)
+    }
+
+    func string(_ pointer: UnsafePointer<xmlChar>) -> String {
         let raw = UnsafeRawPointer(pointer)
-        let slot = Int(bitPattern: UInt(bitPattern: raw) >> 3) & (Self.size - 1)
-        if pointers[slot] == raw, Self.matches(&strings[slot], pointer) { return strings[slot] }
+        // Dictionary strings sit a few bytes apart: mix every bit of the address into the slot.
+        let slot = Int(truncatingIfNeeded: (UInt64(UInt(bitPattern: raw)) &* 0x9E37_79B9_7F4A_7C15) >> 58)
+        if pointers[slot] == raw { return strings[slot] }
         let string = String(cString: pointer)
-        pointers[slot] = raw
-        strings[slot] = string
+        if let dictionary, xmlDictOwns(dictionary, pointer) == 1 {
+            pointers[slot] = raw
+            strings[slot] = string
+        }
         return string
     }
 
-    mutating func optional(_ pointer: UnsafePointer<xmlChar>?) -> String? {
+    func optional(_ pointer: UnsafePointer<xmlChar>?) -> String? {
         guard let pointer else { return nil }
         return string(pointer)
-    }
-
-    /// Whether the NUL-terminated bytes at `pointer` are those of `string`.
-    private static func matches(_ string: inout String, _ pointer: UnsafePointer<xmlChar>) -> Bool {
-        string.withUTF8 { bytes in
-            for index in 0..<bytes.count where pointer[index] != bytes[index] { return false }
-            return pointer[bytes.count] == 0
-        }
     }
 }
