@@ -48,28 +48,32 @@ struct Scenario: Sendable {
     static let baselineName = "1 route, 2 resources"
 
     /// Every scenario, in the order they run. Strategies and encoders come from the plugin
-    /// registry, so a new built-in plugin gets its rows without touching this list.
+    /// registry, so a new built-in plugin gets its rows without touching this list. `window` is
+    /// the number of requests in flight per route in the closed-loop scenarios.
     static func all(strategies: [String] = BuiltInPlugins.strategyNames,
                     encoders: [String] = BuiltInPlugins.encoderNames,
+                    window: Int = defaultInFlight,
                     inFlightCount: Int = 100_000) -> [Scenario] {
+        let closed = ScenarioLoad.closedLoop(inFlight: window)
         var list = [
-            Scenario(name: baselineName),
-            Scenario(name: "1 route, 1,000 resources", resources: 1000),
+            Scenario(name: baselineName, load: closed),
+            Scenario(name: "1 route, 1,000 resources", resources: 1000, load: closed),
         ]
         for strategy in strategies {
-            list.append(Scenario(name: "strategy \(strategy), 2 resources", strategy: PluginChoice(strategy)))
+            list.append(Scenario(name: "strategy \(strategy), 2 resources", strategy: PluginChoice(strategy),
+                                 load: closed))
             list.append(Scenario(name: "strategy \(strategy), 1,000 resources", resources: 1000,
-                                 strategy: PluginChoice(strategy)))
+                                 strategy: PluginChoice(strategy), load: closed))
         }
         for encoder in encoders {
-            list.append(Scenario(name: "encoder \(encoder)", encoder: PluginChoice(encoder)))
+            list.append(Scenario(name: "encoder \(encoder)", encoder: PluginChoice(encoder), load: closed))
         }
         list.append(Scenario(
             name: "\(inFlightCount.formatted) requests in flight", resources: 2, senders: 1000,
             load: .hold(count: inFlightCount), requestTimeout: "10m",
             routeOptions: ["limits:", "  max_pending: \(inFlightCount * 2)"]))
         list.append(Scenario(name: "10 routes in one process", routes: 10,
-                             load: .closedLoop(inFlight: defaultInFlight / 4)))
+                             load: .closedLoop(inFlight: max(1, window / 4))))
         list.append(Scenario(name: "fixed rate, half of the baseline", load: .fixedRate(fractionOfBaseline: 0.5)))
         return list
     }

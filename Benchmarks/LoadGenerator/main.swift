@@ -20,6 +20,7 @@ let usage = """
       --requests N         stop each scenario after N round trips (bounded runs under a profiler)
       --wrap "COMMAND"     run the router under COMMAND, e.g. "valgrind --tool=callgrind"
       --rate N             the baseline rate for the fixed-rate scenario when the baseline is not run
+      --window N           requests in flight per route in the closed-loop scenarios (default 256)
       --in-flight N        requests held at once in the in-flight scenario (default 100000)
       --strategies A,B     strategies to run (default: every built-in one)
       --encoders A,B       encoders to run (default: every built-in one)
@@ -35,6 +36,7 @@ struct Options {
     var requests: Int?
     var wrapper: [String] = []
     var rate: Double?
+    var window = Scenario.defaultInFlight
     var inFlight = 100_000
     var strategies = BuiltInPlugins.strategyNames
     var encoders = BuiltInPlugins.encoderNames
@@ -62,6 +64,7 @@ struct Options {
             case "--requests": options.requests = Int(try number(argument))
             case "--wrap": options.wrapper = try value(argument).split(separator: " ").map(String.init)
             case "--rate": options.rate = try number(argument)
+            case "--window": options.window = Int(try number(argument))
             case "--in-flight": options.inFlight = Int(try number(argument))
             case "--strategies": options.strategies = try value(argument).split(separator: ",").map(String.init)
             case "--encoders": options.encoders = try value(argument).split(separator: ",").map(String.init)
@@ -110,7 +113,7 @@ func main() -> Int32 {
         return 2
     }
     var scenarios = Scenario.all(strategies: options.strategies, encoders: options.encoders,
-                                 inFlightCount: options.inFlight)
+                                 window: options.window, inFlightCount: options.inFlight)
     if !options.only.isEmpty {
         scenarios = scenarios.filter { scenario in options.only.contains { scenario.name.contains($0) } }
     }
