@@ -100,11 +100,13 @@ enum Report {
     }
 
     /// The markdown section routerbench owns in docs/benchmarks.md.
-    static func markdown(_ results: [ScenarioResult], context: String) -> String {
+    static func markdown(_ results: [ScenarioResult], context: String, withTargets: Bool = true) -> String {
         var lines = [context, "", tableHeader]
         lines += results.map(tableRow)
-        lines += ["", "Targets of the router alone:", ""]
-        lines += targets(results)
+        if withTargets {
+            lines += ["", "Targets of the router alone:", ""]
+            lines += targets(results)
+        }
         let failures = results.filter { $0.failure != nil || $0.traffic.errorCount > 0 }
         if !failures.isEmpty {
             lines += ["", "Problems:", ""]

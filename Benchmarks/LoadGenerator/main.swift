@@ -151,12 +151,16 @@ func main() -> Int32 {
     print("")
     print(Report.tableHeader)
     for result in results { print(Report.tableRow(result)) }
-    print("")
-    for row in Report.targets(results) { print(row) }
+    if options.wrapper.isEmpty, options.requests == nil {
+        print("")
+        for row in Report.targets(results) { print(row) }
+    }
 
     if let docs = options.docs {
         do {
-            try Report.replaceSection(named: "routerbench", in: docs, with: Report.markdown(results, context: context))
+            let markdown = Report.markdown(results, context: context,
+                                           withTargets: options.wrapper.isEmpty && options.requests == nil)
+            try Report.replaceSection(named: "routerbench", in: docs, with: markdown)
             print("\nwrote \(docs)")
         } catch {
             FileHandle.standardError.write(Data("routerbench: cannot write \(docs): \(error)\n".utf8))
