@@ -112,13 +112,27 @@ class FakeSetup:
                 if code != 0:
                     problems.append(f"{router.log_path.name} exited with {code}; tail:\n{router.tail()}")
             elif router.process is not None and router.process.returncode not in (0, None):
-                problems.append(f"{router.log_path.name} died with {router.process.returncode}; "
-                                f"tail:\n{router.tail()}")
+                problems.append(f"{router.log_path.name} died with {router.process.returncode}:\n"
+                                f"{crash_report(router)}")
         for server in self.servers:
             server.close()
         for folder in self.folders:
             shutil.rmtree(folder, ignore_errors=True)
         return problems
+
+
+def crash_report(router: RouterProcess) -> str:
+    """Why a router process died: the fatal error and the frames in our own sources."""
+    lines = router.log_text().splitlines()
+    fatal = [line for line in lines if "Fatal error" in line or "Crash" in line]
+    frames = [re.sub(r"^\s*\d+ \[ra\]\s*(\[thunk\])?\s*0x[0-9a-f]+ ", "  ", line)
+              for line in lines if "/Sources/" in line][:12]
+    return "\n".join(fatal[:3] + frames) or router.tail(20)
+
+
+def assert_alive(router: RouterProcess, when: str) -> None:
+    if not router.running:
+        pytest.fail(f"the router died {when} (exit {router.process.returncode}):\n{crash_report(router)}")
 
 
 def _need_router() -> None:
@@ -719,3 +733,233 @@ def test_secrets_and_keys_never_appear_in_logs_or_routerctl_output(fake, tmp_pat
         for form in secret_forms(secret):
             leaks = [name for name, text in texts.items() if form in text]
             assert not leaks, f"{secret!r} appears (as {form!r}) in {leaks}"
+
+
+# --------------------------------------------------------------------------------------------
+# Real Prosody, real clients: overload and chaos.
+
+from conftest import FORGER_ACCOUNT, REQUESTER_ACCOUNT  # noqa: E402
+from harness import COMPONENT, COMPONENT_SECRET, DOMAIN  # noqa: E402
+from load_driver import LoadRecorder, RSSSampler, TimedService, drive, median, percentile, rss_kib  # noqa: E402
+
+
+@pytest.fixture
+def own_routers(tmp_path):
+    """Routers with configurations of the test's own, against the session's Prosody."""
+    _need_router()
+    setup = FakeSetup(tmp_path)
+    yield setup
+    problems = setup.close()
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+def prosody_route(prosody, target: str, request_timeout: str, extra: str = "", strategy: str = "random") -> str:
+    return route_yaml(prosody.component_port, component=COMPONENT, target=f"{target}@{DOMAIN}",
+                      secret=COMPONENT_SECRET, request_timeout=request_timeout, extra=extra).replace(
+        "strategy: round-robin", f"strategy: {strategy}")
+
+
+def run_load(clients, recorder: LoadRecorder, sessions, prefix: str, epoch: int, count: int, window: int,
+             stop: threading.Event, give_up_after: float, kinds=("get",), rate=None):
+    """Starts a driver per session on the clients' loop; returns the futures."""
+    return [asyncio.run_coroutine_threadsafe(
+        drive(recorder, session, f"{prefix}{n}", epoch, count, window, COMPONENT, stop, give_up_after, kinds,
+              seed=epoch * 100 + n, rate=rate), clients.loop.loop) for n, session in enumerate(sessions)]
+
+
+def wait_answered(recorder: LoadRecorder, timeout: float, ids=None) -> None:
+    """Waits until every request (or those in `ids`) has an answer, or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = [r for r in list(recorder.sent.values()) if not r.answers and (ids is None or r.id in ids)]
+        if not pending:
+            return
+        time.sleep(0.1)
+
+
+def test_overload_gets_resource_constraint_at_once_memory_stays_bounded_and_service_recovers(
+        own_routers, clients, target, prosody):
+    router = own_routers.router([prosody_route(prosody, target, "5s", extra="""
+limits:
+  max_pending: 12
+  max_pending_per_resource: 5
+""")], log_level="info")
+    router.wait_for_log(r'msg="component authenticated"')
+    services = []
+    for name in ("slow1", "slow2", "slow3"):
+        service = TimedService(clients.loop, prosody.c2s_port, name, account=target, mode="delay", delay=1.0)
+        clients.sessions.append(service)
+        service.connect()
+        services.append(service)
+    router.wait_for_resources(COMPONENT, {"slow1", "slow2", "slow3"})
+    requesters = [clients.requester(REQUESTER_ACCOUNT, f"flood{n}") for n in range(3)]
+    requesters.append(clients.requester(FORGER_ACCOUNT, "flood3"))
+    recorder = LoadRecorder()
+    for requester in requesters:
+        recorder.attach(clients.loop, requester)
+    baseline = rss_kib(router.process.pid)
+
+    # 1. A flood: 4 x 1500 requests with 200 in flight each, against room for 12 at a time
+    #    (3 resources answering after 1 s, 5 each, 12 on the route).
+    started = time.monotonic()
+    stop = threading.Event()
+    with RSSSampler(router.process.pid) as rss:
+        futures = run_load(clients, recorder, requesters, "flood", 1, 1500, 200, stop, give_up_after=15)
+        sent = sum(f.result(timeout=60) for f in futures)
+        wait_answered(recorder, timeout=15)
+    flood_seconds = time.monotonic() - started
+    summary = recorder.summary()
+    constrained = recorder.latencies(lambda a: a.condition == "resource-constraint")
+    served = recorder.latencies(lambda a: a.type == "result")
+    print(f"\noverload: {sent} requests in {flood_seconds:.1f}s: {summary}; resource-constraint after "
+          f"median {median(constrained) * 1000:.0f} ms (p95 {percentile(constrained, 0.95) * 1000:.0f} ms), "
+          f"results after median {median(served) * 1000:.0f} ms; router RSS {baseline} KiB before, "
+          f"peak {rss.peak} KiB; most held at once: {[s.max_concurrent() for s in services]}")
+
+    # 2. Every request got exactly one answer: a result or resource-constraint, nothing else.
+    assert sent == 6000
+    assert not recorder.problems(COMPONENT, may_be_lost=lambda r: False)
+    assert set(summary) <= {"result", "error resource-constraint"}, summary
+    assert summary.get("error resource-constraint", 0) >= sent // 2, summary
+    # 3. The excess was refused at once, not queued until a 1 s resource had room (the latency that
+    #    remains is the flood's own queue in the clients and Prosody).
+    assert median(constrained) < 0.9, f"median resource-constraint latency {median(constrained):.2f}s"
+    # 4. No resource held more than its limit; the route never more than its own.
+    assert max(s.max_concurrent() for s in services) <= 5
+    # 5. Memory stayed bounded: no queue grew with the flood.
+    assert rss.peak - baseline < 48 * 1024, f"RSS grew from {baseline} to {rss.peak} KiB"
+    # 6. With the load gone, service is back: requests within the room all succeed.
+    replies = requesters[0].request_many(10, timeout=10)
+    assert [r.type for r in replies] == ["result"] * 10, replies
+    assert router.running
+
+
+def test_chaos_every_request_gets_exactly_one_answer_through_flaps_slowness_silence_and_a_prosody_restart(
+        own_routers, clients, target, prosody):
+    """Thousands of requests from several requesters, a window of each in flight, while resources
+    flap, one answers slowly, one never answers, one disconnects and comes back, and Prosody is
+    restarted once.
+
+    What the router controls, and so what is asserted:
+    - no request is ever answered twice, and no answer reaches a session that did not send the
+      request (ids are unique per run; each names its session), with the payload of another;
+    - every request sent on a session that lives to the end of its phase gets exactly one answer;
+    - before the restart, a request can go unanswered only if it was sent in the last
+      `request_timeout` + slack before Prosody went down: the router answers every request within
+      its timeout, so an older one without an answer is the router's fault. The newer ones may be
+      lost with Prosody itself: the requester's own connection dies with it, and the router's
+      answer for them (sent once it is back) goes to a session that no longer exists.
+    Requesters and resources come back after the restart with new resources, so an answer meant
+    for the old session cannot be mistaken for one to the new.
+    """
+    rng = random.Random(5)
+    request_timeout = 2.0
+    router = own_routers.router([prosody_route(prosody, target, "2s", extra="""
+ejection:
+  consecutive_failures: 3
+  cooldown: 1s
+  max_cooldown: 4s
+retry:
+  namespaces: ["urn:example:echo"]
+  try_timeout: 1s
+""")], log_level="debug")
+    router.wait_for_log(r'msg="component authenticated"')
+    recorder = LoadRecorder()
+    stop_flapping = threading.Event()
+
+    def bring_up(epoch: int):
+        services = {
+            "fast": clients.service(target, f"fast-{epoch}"),
+            "slow": clients.service(target, f"slow-{epoch}", mode="delay", delay=0.7),
+            "silent": clients.service(target, f"silent-{epoch}", mode="never"),
+            "flapper": clients.service(target, f"flapper-{epoch}", mode="delay", delay=0.3),
+        }
+        router.wait_for_resources(COMPONENT, {f"fast-{epoch}", f"slow-{epoch}", f"flapper-{epoch}"}, since=mark)
+        requesters = [clients.requester(REQUESTER_ACCOUNT, f"chaos{n}-{epoch}") for n in range(3)]
+        requesters.append(clients.requester(FORGER_ACCOUNT, f"chaos3-{epoch}"))
+        for requester in requesters:
+            recorder.attach(clients.loop, requester)
+        return services, requesters
+
+    async def flap(session, stop: threading.Event, seed: int):
+        """Unavailable and available again, without disconnecting: late answers come after it left."""
+        local = random.Random(seed)
+        while not stop.is_set():
+            await asyncio.sleep(local.uniform(0.4, 1.2))
+            if session.client is None or not session.client.is_connected():
+                return
+            session.client.send_presence(ptype="unavailable")
+            await asyncio.sleep(local.uniform(0.2, 0.8))
+            if session.client is None or not session.client.is_connected():
+                return
+            session.client.send_presence()
+
+    def phase(epoch: int, seconds: float, per_requester: int, rate: float):
+        services, requesters = bring_up(epoch)
+        stop = threading.Event()
+        flapping = asyncio.run_coroutine_threadsafe(flap(services["flapper"], stop, epoch), clients.loop.loop)
+        futures = run_load(clients, recorder, requesters, f"e{epoch}r", epoch, per_requester, 20, stop,
+                           give_up_after=request_timeout + 6, kinds=("get", "get", "set"), rate=rate)
+        # A resource that disconnects and logs in again, while the load runs.
+        ends = time.monotonic() + seconds
+        bounces = 0
+        while time.monotonic() < ends and not all(f.done() for f in futures):
+            time.sleep(min(rng.uniform(1.5, 3.0), max(0.0, ends - time.monotonic())))
+            if time.monotonic() >= ends:
+                break
+            bouncer = clients.service(target, f"bouncer-{epoch}")
+            time.sleep(rng.uniform(0.5, 1.5))
+            bouncer.disconnect()
+            bounces += 1
+        return services, requesters, stop, futures, flapping, bounces
+
+    # 1. Before the restart: 4 requesters at 40 requests per second each, for 16 s.
+    mark = 0
+    started = time.monotonic()
+    _, first_requesters, stop1, futures1, flapping1, bounces1 = phase(1, 16, 640, rate=40)
+    assert_alive(router, "during the load before the restart")
+    # 2. Prosody goes down under everyone and comes back; the router reconnects on its own.
+    mark = router.mark()
+    killed_at = time.monotonic()
+    prosody.restart()
+    stop1.set()
+    sent1 = sum(f.result(timeout=20) for f in futures1)
+    flapping1.result(timeout=5)
+    try:
+        router.wait_for_log(r'msg="component authenticated"', timeout=20, since=mark)
+    except HarnessError:
+        assert_alive(router, "while Prosody restarted")
+        raise
+    restarted_in = time.monotonic() - killed_at
+    # 3. After the restart: new sessions, 12 s of load, then every answer is awaited.
+    services2, second_requesters, stop2, futures2, flapping2, bounces2 = phase(2, 12, 480, rate=40)
+    sent2 = sum(f.result(timeout=60) for f in futures2)
+    assert_alive(router, "during the load after the restart")
+    stop2.set()
+    flapping2.result(timeout=5)
+    wait_answered(recorder, timeout=request_timeout + 6,
+                  ids={r.id for r in recorder.sent.values() if r.epoch == 2})
+    time.sleep(1.0)   # room for a duplicate to show up
+    elapsed = time.monotonic() - started
+
+    lost_window = request_timeout + 1.5
+    lost_at_restart = [r for r in recorder.sent.values()
+                       if r.epoch == 1 and not r.answers and r.sent_at >= killed_at - lost_window]
+    problems = recorder.problems(COMPONENT, may_be_lost=lambda r: r.epoch == 1 and r.sent_at >= killed_at - lost_window)
+    summary = recorder.summary()
+    metrics = routerctl("metrics", "--socket", str(own_routers.control_socket(router)))
+    print(f"\nchaos: {sent1} + {sent2} requests in {elapsed:.0f}s ({bounces1 + bounces2} bounces, Prosody back "
+          f"and the router re-authenticated after {restarted_in:.1f}s): {summary}; "
+          f"lost with Prosody's restart: {len(lost_at_restart)}; problems: {len(problems)}")
+    for line in metrics.stdout.splitlines():
+        if re.match(r"^client_proxy_router_(requests_forwarded|replies|router_errors|dropped|timeouts|reconnects)", line):
+            print("  " + line)
+
+    assert sent1 + sent2 >= 3000, f"only {sent1} + {sent2} requests were sent"
+    assert not problems, "\n".join(problems[:30]) + f"\n... {len(problems)} problems"
+    # The chaos happened: timeouts (the silent resource), lost resources (flaps and bounces).
+    assert summary.get("result", 0) > (sent1 + sent2) // 2, summary
+    assert summary.get("error remote-server-timeout", 0) > 0, summary
+    assert router.running
+    assert COMPONENT_SECRET not in router.log_text()
