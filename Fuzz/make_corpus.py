@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of each fuzzing harness to Fuzz/corpus/NAME/.
 
+Files named regression-* are inputs that once crashed a harness; they are kept as they are.
+
 The seeds are committed; run this again only to change them. The hmac and sealed JATs are made
 with the keys and route that Fuzz/jat/Harness.swift uses, so that the fuzzer starts from JATs that
 verify and mutates around them.
@@ -140,8 +142,10 @@ def main() -> None:
                         ("config", {k: v.encode() for k, v in CONFIGS.items()})]:
         folder = CORPUS / name
         folder.mkdir(parents=True, exist_ok=True)
+        # Inputs that once crashed a harness (regression-*) stay; the generated seeds are rewritten.
         for old in folder.iterdir():
-            old.unlink()
+            if not old.name.startswith("regression-"):
+                old.unlink()
         for key, data in items.items():
             (folder / key).write_bytes(data)
         print(f"{folder}: {len(items)} seeds")

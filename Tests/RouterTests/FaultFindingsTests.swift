@@ -164,3 +164,29 @@ struct JIDFuzzFindingsTests {
         #expect(try encoder.decode(jat) == sender)
     }
 }
+
+@Suite("Found while fuzzing the configuration loader: YAML aliases and nesting")
+struct YAMLFindingsTests {
+    /// libyaml's loader lets an alias refer to the node that anchors it; `YAMLDocument.convert`
+    /// then recurses until the stack overflows, long before its node budget (100 000) stops it.
+    /// `routerctl check`, `run` and a reload (in the running router) all parse the file this way.
+    @Test("a recursive alias is refused, not followed until the stack overflows")
+    func recursiveAlias() async {
+        await #expect(processExitsWith: .success) {
+            do {
+                _ = try RouterConfig.parse("routes: &a [*a]\n", file: "alias.yaml", catalog: BuiltInPlugins())
+                fatalError("a recursive alias was accepted")
+            } catch {
+                // Refused with a ConfigError: what the router must do.
+            }
+        }
+    }
+
+    @Test("a deeply nested document is refused or read, without a stack overflow")
+    func deepNesting() async {
+        await #expect(processExitsWith: .success) {
+            let text = "routes: " + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000) + "\n"
+            _ = try? RouterConfig.parse(text, file: "deep.yaml", catalog: BuiltInPlugins())
+        }
+    }
+}

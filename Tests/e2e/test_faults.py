@@ -963,3 +963,22 @@ retry:
     assert summary.get("error remote-server-timeout", 0) > 0, summary
     assert router.running
     assert COMPONENT_SECRET not in router.log_text()
+
+
+def test_reload_of_a_hostile_configuration_is_refused_and_the_router_keeps_serving(fake):
+    """A configuration that does not load changes nothing (config.example.yaml, `reload`), even
+    one built to hurt the YAML loader: a recursive alias, a deeply nested document."""
+    server = fake.server()
+    router = fake.router([route_yaml(server.port)])
+    conn = establish(server)
+    socket_path = str(fake.control_socket(router))
+    good = router.config_path.read_text()
+
+    for name, hostile in [("recursive alias", good.replace("routes:", "x: &a [*a]\nroutes:", 1)),
+                          ("deep nesting", good.replace("routes:", "x: " + "[" * 5000 + "]" * 5000 + "\nroutes:", 1)),
+                          ("not YAML", "routes: [\n")]:
+        router.config_path.write_text(hostile)
+        result = routerctl("reload", "--socket", socket_path)
+        assert_alive(router, f"on the reload of a file with a {name}")
+        assert result.returncode != 0, f"the reload of a file with a {name} was accepted: {result.stdout}"
+        round_trip(conn, f"after-{name.replace(' ', '-')}")
