@@ -27,6 +27,7 @@ enum Report {
             "rss_load_mb=\(megabytes(result.loadRSS))",
         ]
         if let perPending = result.bytesPerPending { fields.append("bytes_per_pending=\(Int(perPending))") }
+        if let other = result.otherCores { fields.append("other_cores=\(fixed(other, 2))") }
         fields += [
             "bench_cpu_us_per_rt=\(fixed(result.benchMicrosecondsPerRoundTrip, 2))",
             "jat_check=\(result.traffic.jatCheck)",
@@ -38,14 +39,14 @@ enum Report {
 
     static let tableHeader = """
         | Scenario | Round trips/s | Router CPU µs/RT | Router cores | p50 µs | p99 µs | p99.9 µs \
-        | RSS idle MB | RSS load MB | Bench CPU µs/RT | Checks |
-        |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+        | RSS idle MB | RSS load MB | Bench CPU µs/RT | Other cores | Checks |
+        |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
         """
 
     static func tableRow(_ result: ScenarioResult) -> String {
         let name = result.scenario.name
         if let skipped = result.skipped {
-            return "| \(name) | skipped: \(escape(skipped)) | | | | | | | | | |"
+            return "| \(name) | skipped: \(escape(skipped)) | | | | | | | | | | |"
         }
         var rate = Int(result.roundTripsPerSecond).formatted
         if let offered = result.offeredRate { rate += " (offered \(Int(offered).formatted))" }
@@ -60,7 +61,8 @@ enum Report {
         let cells = [
             name, rate, fixed(result.routerMicrosecondsPerRoundTrip, 2), fixed(result.routerCores, 2),
         ] + latency + [
-            megabytes(result.idleRSS), load, fixed(result.benchMicrosecondsPerRoundTrip, 2), checks,
+            megabytes(result.idleRSS), load, fixed(result.benchMicrosecondsPerRoundTrip, 2),
+            result.otherCores.map { fixed($0, 2) } ?? "–", checks,
         ]
         return "| " + cells.joined(separator: " | ") + " |"
     }

@@ -15,6 +15,9 @@ struct ScenarioResult: Sendable {
     var roundTrips = 0
     var routerCPUSeconds = 0.0
     var benchCPUSeconds = 0.0
+    /// CPU seconds the rest of the machine used in the window: other people's work competing
+    /// with the router and the bench for the same cores.
+    var otherCPUSeconds: Double?
     /// The rate asked for, in `.fixedRate` scenarios.
     var offeredRate: Double?
     var latencies = Percentiles()
@@ -28,6 +31,7 @@ struct ScenarioResult: Sendable {
     var routerMicrosecondsPerRoundTrip: Double { roundTrips > 0 ? routerCPUSeconds * 1e6 / Double(roundTrips) : 0 }
     var benchMicrosecondsPerRoundTrip: Double { roundTrips > 0 ? benchCPUSeconds * 1e6 / Double(roundTrips) : 0 }
     var routerCores: Double { windowSeconds > 0 ? routerCPUSeconds / windowSeconds : 0 }
+    var otherCores: Double? { otherCPUSeconds.map { windowSeconds > 0 ? max(0, $0) / windowSeconds : 0 } }
     var passedChecks: Bool { skipped == nil && failure == nil && traffic.errorCount == 0 }
 }
 
@@ -179,6 +183,7 @@ struct ScenarioRunner {
         if requestLimit == nil { sleep(untilNanoseconds: window.start) }
         let cpuStart = ProcessFigures.cpuSeconds(pid: pid) ?? 0
         let benchStart = ownCPUSeconds()
+        let machineStart = ProcessFigures.machineBusySeconds()
         var peakRSS = 0
         if requestLimit == nil {
             while monotonicNanoseconds() < window.end {
@@ -190,6 +195,7 @@ struct ScenarioRunner {
         }
         let cpuEnd = ProcessFigures.cpuSeconds(pid: pid) ?? 0
         let benchEnd = ownCPUSeconds()
+        let machineEnd = ProcessFigures.machineBusySeconds()
         let windowEnd = min(window.end, monotonicNanoseconds())
         peakRSS = max(peakRSS, ProcessFigures.residentBytes(pid: pid) ?? 0)
 
@@ -200,6 +206,9 @@ struct ScenarioRunner {
         result.roundTrips = traffic.completedInWindow
         result.routerCPUSeconds = cpuEnd - cpuStart
         result.benchCPUSeconds = benchEnd - benchStart
+        if let machineStart, let machineEnd {
+            result.otherCPUSeconds = machineEnd - machineStart - result.routerCPUSeconds - result.benchCPUSeconds
+        }
         result.latencies = Percentiles(nanoseconds: traffic.latencies)
         result.loadRSS = peakRSS
     }

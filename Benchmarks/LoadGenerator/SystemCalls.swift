@@ -121,6 +121,17 @@ enum ProcessFigures {
         return nil
     }
 
+    /// CPU seconds the whole machine spent busy (not idle, not waiting for I/O), summed over
+    /// its cores: the first line of `/proc/stat`.
+    static func machineBusySeconds() -> Double? {
+        guard let text = readSmallFile("/proc/stat"), let line = text.split(separator: "\n").first,
+              line.hasPrefix("cpu ")
+        else { return nil }
+        let ticks = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard ticks.count >= 5 else { return nil }
+        return (ticks.reduce(0, +) - ticks[3] - ticks[4]) / ticksPerSecond
+    }
+
     /// A /proc file, read whole (`open(2)`, `read(2)`): these files report a size of 0.
     static func readSmallFile(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
