@@ -68,6 +68,11 @@ class FakeConnection:
         self.eof = threading.Event()             # the router closed the TCP connection
         self.parse_error: Optional[str] = None
         self.raw = bytearray()
+        # Cleared to stop reading from the socket, as a server that does not keep up.
+        self.reading = threading.Event()
+        self.reading.set()
+        # False: parsed elements go to the queue only, not to `received` too (for floods).
+        self.keep_received = True
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, name=f"fake-conn-{number}", daemon=True)
         self._reader.start()
@@ -78,6 +83,7 @@ class FakeConnection:
         root = None
         try:
             while True:
+                self.reading.wait()
                 try:
                     data = self.sock.recv(65536)
                 except OSError:
@@ -85,6 +91,8 @@ class FakeConnection:
                 if not data:
                     break
                 self.raw.extend(data)
+                if len(self.raw) > 1 << 20:
+                    del self.raw[:len(self.raw) - (1 << 19)]
                 try:
                     parser.feed(data)
                     for event, element in parser.read_events():
@@ -99,8 +107,9 @@ class FakeConnection:
                             if depth == 0:
                                 self.stream_closed.set()
                             elif depth == 1:
-                                with self._lock:
-                                    self.received.append(element)
+                                if self.keep_received:
+                                    with self._lock:
+                                        self.received.append(element)
                                 self.elements.put(element)
                                 if root is not None:
                                     root.remove(element)
@@ -183,6 +192,7 @@ class FakeConnection:
         return self.eof.wait(timeout)
 
     def close(self) -> None:
+        self.reading.set()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:

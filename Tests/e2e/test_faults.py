@@ -982,3 +982,77 @@ def test_reload_of_a_hostile_configuration_is_refused_and_the_router_keeps_servi
         assert_alive(router, f"on the reload of a file with a {name}")
         assert result.returncode != 0, f"the reload of a file with a {name} was accepted: {result.stdout}"
         round_trip(conn, f"after-{name.replace(' ', '-')}")
+
+
+def test_server_that_stops_reading_makes_the_router_stop_reading_with_bounded_memory(fake):
+    """Back-pressure: when the server takes no output, the router's output buffer stops growing
+    at its high-water mark and the router stops reading, so the server's own sends block; memory
+    stays bounded. Once the server reads again, every request is forwarded or answered, once."""
+    server = fake.server()
+    router = fake.router([route_yaml(server.port, request_timeout="120s", extra="""
+limits:
+  max_pending: 1000
+""")], log_level="info")
+    conn = establish(server, resources=("a",))
+    round_trip(conn, "warm-up")
+    conn.keep_received = False
+    pid = router.process.pid
+    baseline = rss_kib(pid)
+    total, batch = 100_000, 500
+    progress = {"sent": 0}
+
+    def flood():
+        for start in range(0, total, batch):
+            conn.send("".join(f"<iq type='get' id='f{n}' from='{FAKE_USER}' to='{FAKE_COMPONENT}'>"
+                              f"<query xmlns='{ECHO_NS}'>{'x' * 100}</query></iq>" for n in range(start, start + batch)))
+            progress["sent"] = start + batch
+
+    # 1. The server stops reading and floods the router: 1000 requests are forwarded (the route's
+    #    limit), every other one makes an error reply; none of that output can leave.
+    conn.reading.clear()
+    sender = threading.Thread(target=flood, name="flood", daemon=True)
+    with RSSSampler(pid) as rss:
+        sender.start()
+        last, still_since = -1, time.monotonic()
+        while sender.is_alive() and time.monotonic() - still_since < 3.0:
+            time.sleep(0.2)
+            if progress["sent"] != last:
+                last, still_since = progress["sent"], time.monotonic()
+        stalled_at = progress["sent"]
+        time.sleep(0.5)
+    print(f"\nback-pressure: the flood stalled after {stalled_at} of {total} requests "
+          f"({stalled_at * 220 // 1024 // 1024} MiB); router RSS {baseline} KiB before, peak {rss.peak} KiB")
+    assert_alive(router, "under the flood")
+    # 2. The router stopped reading: the flood could not go on, and memory stayed bounded.
+    assert sender.is_alive() and stalled_at < total, "the flood never stalled: the router read everything"
+    assert rss.peak - baseline < 32 * 1024, f"RSS grew from {baseline} to {rss.peak} KiB"
+    # 3. The server reads again: the flood completes, and each request is forwarded or refused once.
+    conn.reading.set()
+    sender.join(timeout=60)
+    assert not sender.is_alive()
+    seen: Counter[str] = Counter()
+    forwarded: list[ET.Element] = []
+    refused: Counter[str] = Counter()
+    deadline = time.monotonic() + 60
+    while len(seen) < total and time.monotonic() < deadline:
+        for element in conn.drain(0.5):
+            iq_id = element.get("id") or ""
+            if not iq_id.startswith("f"):
+                continue
+            seen[iq_id] += 1
+            if element.get("type") == "get":
+                forwarded.append(element)
+            else:
+                refused[stanza_error_condition(element)] += 1
+    print(f"back-pressure: {len(forwarded)} forwarded, refused: {dict(refused)}")
+    assert len(seen) == total, f"{total - len(seen)} requests got neither a forward nor an answer"
+    assert max(seen.values()) == 1, [i for i, c in seen.items() if c > 1][:10]
+    assert len(forwarded) == 1000 and set(refused) == {"resource-constraint"}, (len(forwarded), refused)
+    # 4. The resource answers what it holds; the route serves again.
+    for request in forwarded:
+        reply_from_resource(conn, request)
+    answered = 0
+    while answered < len(forwarded) and time.monotonic() < deadline:
+        answered += sum(1 for e in conn.drain(0.5) if e.get("type") == "result")
+    assert answered == len(forwarded)
+    round_trip(conn, "after-flood")
