@@ -517,9 +517,13 @@ def main() -> int:
                 print(f"  error: {error}")
             failed = failed or bool(result.errors)
             results.append(result)
-        if not args.no_docs and results:
-            replace_section(Path(args.docs), "prosody-bench", markdown(results, context))
-            print(f"wrote {args.docs}")
+        if results:
+            table = markdown(results, context)
+            print()
+            print(table.split("\n", 2)[2])
+            if not args.no_docs:
+                replace_section(Path(args.docs), "prosody-bench", table)
+                print(f"\nwrote {args.docs}")
     except (BenchError, harness.HarnessError) as error:
         print(f"prosody_bench: {error}", file=sys.stderr)
         if router is not None:
