@@ -73,11 +73,15 @@ public enum YAMLDocument {
         defer { yaml_document_delete(&document) }
         guard yaml_document_get_root_node(&document) != nil else { return nil }
         var visited = 0
-        return try convert(index: 1, in: &document, visited: &visited)
+        return try convert(index: 1, in: &document, visited: &visited, depth: 0)
     }
 
+    /// Deeper nesting than any configuration needs is refused; so is an alias to a node that
+    /// contains it, which would otherwise be followed forever.
+    static let maxDepth = 64
+
     private static func convert(
-        index: Int32, in document: inout yaml_document_t, visited: inout Int
+        index: Int32, in document: inout yaml_document_t, visited: inout Int, depth: Int
     ) throws(YAMLSyntaxError) -> YAMLNode {
         visited += 1
         guard let node = yaml_document_get_node(&document, index) else {
@@ -87,6 +91,10 @@ public enum YAMLDocument {
         let column = Int(node.pointee.start_mark.column) + 1
         guard visited <= maxNodes else {
             throw YAMLSyntaxError(line: line, column: column, problem: "document too large (aliases?)")
+        }
+        guard depth <= maxDepth else {
+            throw YAMLSyntaxError(line: line, column: column,
+                                  problem: "nested more than \(maxDepth) levels deep, or an alias refers to itself")
         }
         switch node.pointee.type {
         case YAML_SCALAR_NODE:
@@ -100,7 +108,7 @@ public enum YAMLDocument {
             var item = node.pointee.data.sequence.items.start
             let end = node.pointee.data.sequence.items.top
             while let current = item, current != end {
-                items.append(try convert(index: current.pointee, in: &document, visited: &visited))
+                items.append(try convert(index: current.pointee, in: &document, visited: &visited, depth: depth + 1))
                 item = current + 1
             }
             return YAMLNode(value: .sequence(items), line: line, column: column, quoted: false)
@@ -109,8 +117,9 @@ public enum YAMLDocument {
             var pair = node.pointee.data.mapping.pairs.start
             let end = node.pointee.data.mapping.pairs.top
             while let current = pair, current != end {
-                let key = try convert(index: current.pointee.key, in: &document, visited: &visited)
-                let value = try convert(index: current.pointee.value, in: &document, visited: &visited)
+                let key = try convert(index: current.pointee.key, in: &document, visited: &visited, depth: depth + 1)
+                let value = try convert(index: current.pointee.value, in: &document, visited: &visited,
+                                        depth: depth + 1)
                 pairs.append((key, value))
                 pair = current + 1
             }

@@ -1,3 +1,14 @@
+import Synchronization
+
+/// The source of pool generation numbers: unique in the process.
+enum PoolGenerations {
+    private static let counter = Atomic<UInt64>(0)
+
+    static func next() -> UInt64 {
+        counter.add(1, ordering: .relaxed).newValue
+    }
+}
+
 /// Presence `<show/>` values (RFC 6121 §4.7.2.1); nil in a resource means plain available.
 public enum PresenceShow: String, Sendable {
     case away, chat, dnd, xa
@@ -45,8 +56,10 @@ public struct ResourcePool: Sendable {
     public private(set) var members: [PooledResource] = []
     private var positions: [String: Int] = [:]
     /// Changes whenever membership, presence, weight or state changes (not for pending counts),
-    /// so that a strategy can cache what it derives from the pool until the next change.
-    public private(set) var generation: UInt64 = 0
+    /// so that a strategy can cache what it derives from the pool until the next change. Numbers
+    /// come from one counter for all pools, so no two states of any pools (copies included)
+    /// share one.
+    public private(set) var generation: UInt64 = PoolGenerations.next()
     /// Requests in flight a resource may hold; nil for no limit.
     public var maxPendingPerResource: Int?
 
@@ -69,7 +82,7 @@ public struct ResourcePool: Sendable {
             if members[index].priority != priority || members[index].show != show {
                 members[index].priority = priority
                 members[index].show = show
-                generation &+= 1
+                generation = PoolGenerations.next()
             }
             return false
         }
@@ -77,7 +90,7 @@ public struct ResourcePool: Sendable {
         members.append(PooledResource(
             name: name, priority: priority, show: show, weight: 1, state: .ready, pending: 0, served: 0, latency: nil
         ))
-        generation &+= 1
+        generation = PoolGenerations.next()
         return true
     }
 
@@ -86,7 +99,7 @@ public struct ResourcePool: Sendable {
     public mutating func remove(_ name: String) -> PooledResource? {
         guard let index = positions.removeValue(forKey: name) else { return nil }
         let removed = members[index]
-        generation &+= 1
+        generation = PoolGenerations.next()
         let last = members.removeLast()
         if index < members.count {
             members[index] = last
@@ -98,7 +111,7 @@ public struct ResourcePool: Sendable {
     public mutating func removeAll() {
         members.removeAll()
         positions.removeAll()
-        generation &+= 1
+        generation = PoolGenerations.next()
     }
 
     /// Sets a resource's weight; false if it is not in the pool.
@@ -106,7 +119,7 @@ public struct ResourcePool: Sendable {
     public mutating func setWeight(_ weight: Int, of name: String) -> Bool {
         guard let index = positions[name] else { return false }
         members[index].weight = max(0, weight)
-        generation &+= 1
+        generation = PoolGenerations.next()
         return true
     }
 
@@ -115,7 +128,7 @@ public struct ResourcePool: Sendable {
     public mutating func setState(_ state: ResourceState, of name: String) -> Bool {
         guard let index = positions[name] else { return false }
         members[index].state = state
-        generation &+= 1
+        generation = PoolGenerations.next()
         return true
     }
 
@@ -132,7 +145,7 @@ public struct ResourcePool: Sendable {
         let full = maxPendingPerResource.map { members[index].pending >= $0 } ?? false
         if members[index].isFull != full {
             members[index].isFull = full
-            generation &+= 1
+            generation = PoolGenerations.next()
         }
     }
 

@@ -260,11 +260,14 @@ public struct RouteCore {
               let retryPolicy = config.retry
         else { return false }
         let avoid = request.resource
-        // The strategy chooses among the others, its presence policy applying as for any request.
-        var others = pool
-        others.setState(.draining, of: avoid)
+        // The strategy chooses among the others, its presence policy applying as for any request:
+        // the resource that failed is set aside for this one pick.
+        let avoidedState = pool[avoid]?.state
+        if avoidedState != nil { pool.setState(.draining, of: avoid) }
         let balancing = BalancingRequest(sender: request.key.sender, kind: request.kind)
-        guard let resource = strategy.pick(for: balancing, from: others), resource != avoid else { return false }
+        let picked = strategy.pick(for: balancing, from: pool)
+        if let avoidedState { pool.setState(avoidedState, of: avoid) }
+        guard let resource = picked, resource != avoid else { return false }
 
         copy[attribute: "to"] = target + "/" + resource
         var moved = request

@@ -44,6 +44,8 @@ public struct JID: Hashable, Sendable, CustomStringConvertible {
     /// Parses and prepares `string`.
     /// - Throws: `JIDError` for an empty or over-long part, or characters a profile prohibits.
     public init(_ string: String) throws {
+        // libidn reads C strings: a NUL would silently cut a part short.
+        guard !string.utf8.contains(0) else { throw JIDError(input: string, reason: "contains U+0000") }
         var input = string
         let scan = try input.withUTF8 { bytes in try JID.scanASCII(bytes, input: string) }
         guard let scan else {
@@ -88,8 +90,17 @@ public struct JID: Hashable, Sendable, CustomStringConvertible {
             resource = try JID.prepare(Substring(resourceBytes), profile: .resourceprep, in: string)
         }
 
+        // A label may not be empty, before preparation or after it (which may map characters to
+        // nothing): preparing the result again must change nothing.
         let preparedDomain = try JID.prepare(domain, profile: .nameprep, in: string)
+        if JID.hasEmptyLabel(domain) || JID.hasEmptyLabel(preparedDomain[...]) {
+            throw JIDError(input: string, reason: "domainpart has an empty label")
+        }
         self.init(preparedLocalpart: local, domainpart: preparedDomain, resourcepart: resource)
+    }
+
+    private static func hasEmptyLabel(_ domain: Substring) -> Bool {
+        !domain.hasPrefix("[") && (domain.hasPrefix(".") || domain.hasSuffix(".") || domain.contains(".."))
     }
 
     /// Builds a JID from parts that are already prepared (such as those of another JID).
@@ -281,6 +292,12 @@ public struct JID: Hashable, Sendable, CustomStringConvertible {
             if byte &- 0x41 < 26 { scan.lowercase = true }
         }
         try checkLength(scan.domainEnd - domainStart, profile: .nameprep, in: input)
+        let literal = base[domainStart] == UInt8(ascii: "[")
+        for offset in domainStart..<scan.domainEnd where !literal && base[offset] == UInt8(ascii: ".") {
+            if offset == domainStart || offset + 1 == scan.domainEnd || base[offset - 1] == UInt8(ascii: ".") {
+                throw JIDError(input: input, reason: "domainpart has an empty label")
+            }
+        }
         return scan
     }
 
