@@ -162,9 +162,7 @@ final class TrafficDriver: @unchecked Sendable {
             }
             if case .hold(let count) = mode, !released, heldCount == count {
                 whenHeld()
-                held.base.withMemoryRebound(to: UInt8.self, capacity: held.writeIndex) {
-                    connection.output.append($0, count: held.writeIndex)
-                }
+                connection.output.append(held.base, count: held.writeIndex)
                 held.clear()
                 heldMode = false
                 released = true
