@@ -6,17 +6,26 @@
 // 2. Preparation is stable: the prepared text parses again to the same JID and the same text. The
 //    JAT decoders rely on this (they refuse a JAT whose JID does not print back as it came).
 // 3. U+0000, which every stringprep profile prohibits, is never accepted.
-// 4. For each part that is plain ASCII, the fast path gives what libidn's profile gives.
+// 4. For each part that is plain ASCII, the fast path gives what libidn's profile gives, with the
+//    router's own rule on top: no empty label in a domainpart (other than an IP literal).
+// 5. The whole-address fast path of `JID(_:)` agrees with `JID(preparingEachPart:)`, its reference.
 import CIDN
 import Glibc
 import Plugins
+@testable import Router
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzJID(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
+    // The NUL guard sits in `init(_:)` only; the reference is compared on the rest.
+    let reference = text.utf8.contains(0) ? try? JID(text) : try? JID(preparingEachPart: text)
     guard let jid = try? JID(text) else {
+        if let reference { fatalError("JID refused '\(text)', which the reference prepares as '\(reference)'") }
         compareWithLibIDN(text, accepted: nil)
         return 0
+    }
+    guard let reference, reference == jid, reference.description == jid.description else {
+        fatalError("JID prepared '\(text)' as '\(jid)', the reference as '\(String(describing: reference))'")
     }
     if text.utf8.contains(0) {
         fatalError("a JID with U+0000 was accepted: \(Array(text.utf8)) became '\(jid)'")
@@ -51,7 +60,7 @@ private func compareWithLibIDN(_ text: String, accepted: JID?) {
     let resource = slash.map { Array(bytes[($0 + 1)...]) }
 
     let preparedLocal = local.map { prepare($0, "Nodeprep") }
-    let preparedDomain = prepare(domain, "Nameprep").flatMap { isHostname($0) ? $0 : nil }
+    let preparedDomain = prepare(domain, "Nameprep").flatMap { isHostname($0) && !hasEmptyLabel($0) ? $0 : nil }
     let preparedResource = resource.map { prepare($0, "Resourceprep") }
     let libidnAccepts = preparedDomain != nil && (preparedLocal.map { $0 != nil } ?? true)
         && (preparedResource.map { $0 != nil } ?? true)
@@ -81,6 +90,11 @@ private func prepare(_ part: [UInt8], _ profile: String) -> String? {
     let prepared = String(cString: output)
     guard !prepared.isEmpty, prepared.utf8.count <= JID.maxPartLength else { return nil }
     return prepared
+}
+
+/// A domainpart with an empty label (`.a`, `a.`, `a..b`); an IP literal (`[...]`) has no labels.
+private func hasEmptyLabel(_ domain: String) -> Bool {
+    !domain.hasPrefix("[") && (domain.hasPrefix(".") || domain.hasSuffix(".") || domain.contains(".."))
 }
 
 /// The ASCII a domainpart may hold: letters, digits, `-`, `.`, `_`, and `[`, `]`, `:` for IP literals.

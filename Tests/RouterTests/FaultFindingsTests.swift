@@ -147,13 +147,28 @@ struct JIDFuzzFindingsTests {
     /// which parses again as `b`; a character Nameprep maps to nothing can also leave a trailing
     /// dot behind. A JAT decoder refuses a JID that does not print back as it came, so a reply to
     /// such a sender is dropped.
+    /// (`[` at the start of a domainpart exempts it from the empty-label rule, so `a@[a..` kept
+    /// the bug after the first fix.)
     @Test("preparing a prepared JID changes nothing", arguments: [
-        "a@b..", "a@b../c", "a@0borg.\u{200B}", "user.org.../r",
+        "a@b..", "a@b../c", "a@0borg.\u{200B}", "user.org.../r", "a@[a..", "[x]../r",
     ])
     func preparationIsStable(_ input: String) throws {
         guard let jid = try? JID(input) else { return }   // refusing the address is a fix too
         let again = try JID(jid.description)
         #expect(again.description == jid.description, "'\(input)' prepared as '\(jid)', then as '\(again)'")
+    }
+
+    /// RFC 7622 §3.2: a domainpart that starts with `[` is an IP literal, `[` IPv6address `]`.
+    @Test("a domainpart that opens a bracket is an IPv6 literal, or is refused", arguments: [
+        "a@[", "a@[.a", "a@[x]", "a@[::1", "a@[a..",
+    ])
+    func bracketIsAnIPv6Literal(_ input: String) {
+        #expect(throws: JIDError.self, "accepted as '\((try? JID(input))?.description ?? "")'") { try JID(input) }
+    }
+
+    @Test("an IPv6 literal is accepted", arguments: ["a@[::1]", "[2001:db8::1]/r"])
+    func ipv6LiteralIsAccepted(_ input: String) throws {
+        _ = try JID(input)
     }
 
     @Test("a base64url JAT for a sender whose domain ends in two dots decodes to the sender")
