@@ -473,12 +473,15 @@ def test_two_senders_with_the_same_id_each_get_their_own_answer(fake):
     nothing_reaches(conn, 0.5, lambda e: e.get("id") == "same")
 
 
-def test_a_jat_made_by_another_route_does_not_reach_its_sender_through_this_route(fake):
+@pytest.mark.parametrize("encoder", ["hmac", "base64url"])
+def test_a_jat_made_by_another_route_does_not_reach_its_sender_through_this_route(fake, encoder):
+    """hmac binds a JAT to its route, so it does not even decode on another; base64url decodes
+    anywhere, so what stops it is that the request is in flight on the other route only."""
     server = fake.server()
     key_env = {"FAULTS_JAT_KEY": "a shared hmac key of enough length"}
-    hmac = "name: hmac\n      key: { env: FAULTS_JAT_KEY }"
-    fake.router([route_yaml(server.port, encoder=hmac),
-                 route_yaml(server.port, component="other.example.org", encoder=hmac)], env=key_env)
+    spec = "name: hmac\n      key: { env: FAULTS_JAT_KEY }" if encoder == "hmac" else "name: base64url"
+    fake.router([route_yaml(server.port, encoder=spec),
+                 route_yaml(server.port, component="other.example.org", encoder=spec)], env=key_env)
     connections = {}
     for _ in range(2):
         conn = server.accept()
@@ -492,8 +495,7 @@ def test_a_jat_made_by_another_route_does_not_reach_its_sender_through_this_rout
                 f"<query xmlns='{ECHO_NS}'/></iq>")
     request = forwarded(second, "cross")
     other_jat = request.get("from").split("/", 1)[1]
-    # 2. The target answers through this route with that JAT (and with the JAT re-addressed):
-    #    the tag binds the JAT to its route, so nothing is delivered.
+    # 2. The target answers through this route with that JAT: nothing is delivered.
     first.send(f"<iq type='result' id='cross' from='{FAKE_TARGET}/a' to='{FAKE_COMPONENT}/{other_jat}'/>")
     nothing_reaches(first, 1.0, lambda e: e.get("id") == "cross")
     assert first.drain(0.1) == []
@@ -822,9 +824,11 @@ limits:
     assert not recorder.problems(COMPONENT, may_be_lost=lambda r: False)
     assert set(summary) <= {"result", "error resource-constraint"}, summary
     assert summary.get("error resource-constraint", 0) >= sent // 2, summary
-    # 3. The excess was refused at once, not queued until a 1 s resource had room (the latency that
-    #    remains is the flood's own queue in the clients and Prosody).
-    assert median(constrained) < 0.9, f"median resource-constraint latency {median(constrained):.2f}s"
+    # 3. The excess was refused at once, not queued until a resource had room: a refusal waits for
+    #    no resource, a result waits at least the 1 s its resource takes (both wait in the flood's
+    #    own queue in the clients and Prosody, which a loaded machine makes longer).
+    assert median(constrained) < median(served) - 0.5, (
+        f"median latency: resource-constraint {median(constrained):.2f}s, result {median(served):.2f}s")
     # 4. No resource held more than its limit; the route never more than its own.
     assert max(s.max_concurrent() for s in services) <= 5
     # 5. Memory stayed bounded: no queue grew with the flood.
