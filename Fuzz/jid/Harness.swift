@@ -7,7 +7,8 @@
 //    JAT decoders rely on this (they refuse a JAT whose JID does not print back as it came).
 // 3. U+0000, which every stringprep profile prohibits, is never accepted.
 // 4. For each part that is plain ASCII, the fast path gives what libidn's profile gives, with the
-//    router's own rule on top: no empty label in a domainpart (other than an IP literal).
+//    router's own rules on top: no empty label in a domainpart, brackets and colons only around
+//    an IPv6 literal (`JID.domainShapeProblem`).
 // 5. The whole-address fast path of `JID(_:)` agrees with `JID(preparingEachPart:)`, its reference.
 import CIDN
 import Glibc
@@ -60,7 +61,9 @@ private func compareWithLibIDN(_ text: String, accepted: JID?) {
     let resource = slash.map { Array(bytes[($0 + 1)...]) }
 
     let preparedLocal = local.map { prepare($0, "Nodeprep") }
-    let preparedDomain = prepare(domain, "Nameprep").flatMap { isHostname($0) && !hasEmptyLabel($0) ? $0 : nil }
+    let preparedDomain = prepare(domain, "Nameprep").flatMap { prepared in
+        isHostname(prepared) && JID.domainShapeProblem(prepared.utf8) == nil ? prepared : nil
+    }
     let preparedResource = resource.map { prepare($0, "Resourceprep") }
     let libidnAccepts = preparedDomain != nil && (preparedLocal.map { $0 != nil } ?? true)
         && (preparedResource.map { $0 != nil } ?? true)
@@ -90,11 +93,6 @@ private func prepare(_ part: [UInt8], _ profile: String) -> String? {
     let prepared = String(cString: output)
     guard !prepared.isEmpty, prepared.utf8.count <= JID.maxPartLength else { return nil }
     return prepared
-}
-
-/// A domainpart with an empty label (`.a`, `a.`, `a..b`); an IP literal (`[...]`) has no labels.
-private func hasEmptyLabel(_ domain: String) -> Bool {
-    !domain.hasPrefix("[") && (domain.hasPrefix(".") || domain.hasSuffix(".") || domain.contains(".."))
 }
 
 /// The ASCII a domainpart may hold: letters, digits, `-`, `.`, `_`, and `[`, `]`, `:` for IP literals.

@@ -93,14 +93,33 @@ public struct JID: Hashable, Sendable, CustomStringConvertible {
         // A label may not be empty, before preparation or after it (which may map characters to
         // nothing): preparing the result again must change nothing.
         let preparedDomain = try JID.prepare(domain, profile: .nameprep, in: string)
-        if JID.hasEmptyLabel(domain) || JID.hasEmptyLabel(preparedDomain[...]) {
-            throw JIDError(input: string, reason: "domainpart has an empty label")
+        if let problem = JID.domainShapeProblem(domain.utf8) ?? JID.domainShapeProblem(preparedDomain.utf8) {
+            throw JIDError(input: string, reason: problem)
         }
         self.init(preparedLocalpart: local, domainpart: preparedDomain, resourcepart: resource)
     }
 
-    private static func hasEmptyLabel(_ domain: Substring) -> Bool {
-        !domain.hasPrefix("[") && (domain.hasPrefix(".") || domain.hasSuffix(".") || domain.contains(".."))
+    /// What makes `domain` no domain name: an empty label (`a..b`, `.a`, `a.`), or brackets and
+    /// colons other than around an IPv6 literal (`[` hex digits, `:` and `.` `]`). Checked before and
+    /// after preparation, so that preparing a prepared JID changes nothing.
+    static func domainShapeProblem<Bytes: BidirectionalCollection<UInt8>>(_ domain: Bytes) -> String? {
+        let open = UInt8(ascii: "["), close = UInt8(ascii: "]"), colon = UInt8(ascii: ":"), dot = UInt8(ascii: ".")
+        if domain.first == open {
+            let inner = domain.dropFirst().dropLast()
+            guard domain.count > 2, domain.last == close, inner.allSatisfy({ byte in
+                byte == colon || byte == dot || (byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x66)
+            }) else { return "domainpart is not a valid IP literal" }
+            return nil
+        }
+        if domain.contains(where: { $0 == open || $0 == close || $0 == colon }) {
+            return "domainpart has a bracket or colon outside an IP literal"
+        }
+        var previous = dot
+        for byte in domain {
+            if byte == dot, previous == dot { return "domainpart has an empty label" }
+            previous = byte
+        }
+        return previous == dot ? "domainpart has an empty label" : nil
     }
 
     /// Builds a JID from parts that are already prepared (such as those of another JID).
@@ -292,11 +311,8 @@ public struct JID: Hashable, Sendable, CustomStringConvertible {
             if byte &- 0x41 < 26 { scan.lowercase = true }
         }
         try checkLength(scan.domainEnd - domainStart, profile: .nameprep, in: input)
-        let literal = base[domainStart] == UInt8(ascii: "[")
-        for offset in domainStart..<scan.domainEnd where !literal && base[offset] == UInt8(ascii: ".") {
-            if offset == domainStart || offset + 1 == scan.domainEnd || base[offset - 1] == UInt8(ascii: ".") {
-                throw JIDError(input: input, reason: "domainpart has an empty label")
-            }
+        if let problem = domainShapeProblem(UnsafeBufferPointer(rebasing: bytes[domainStart..<scan.domainEnd])) {
+            throw JIDError(input: input, reason: problem)
         }
         return scan
     }
