@@ -441,9 +441,13 @@ def markdown(results: list, context: str) -> str:
                     f"{r.router_rss / 1048576:.1f} | {checks} |")
     ceiling = max(results, key=lambda r: r.rate)
     met = "yes" if ceiling.ratio >= 30 and not ceiling.errors else "**no**"
+    prosody_cores = ceiling.prosody_cpu / ceiling.seconds
+    saturated = "" if prosody_cores >= 0.9 else \
+        f"; Prosody used {prosody_cores:.2f} of a core, so this is not its ceiling"
     rows += ["", "| Target | Reached | Met |", "|---|---|---|",
-             f"| router CPU ≤ 1/30 of Prosody's at Prosody's ceiling | 1/{ceiling.ratio:.0f} "
-             f"({ceiling.router_cpu / ceiling.seconds * 100:.1f}% of a core at {ceiling.rate:,.0f} IQs/s) | {met} |"]
+             f"| router CPU ≤ 1/30 of Prosody's at Prosody's ceiling (the fastest run) | 1/{ceiling.ratio:.0f} "
+             f"({ceiling.router_cpu / ceiling.seconds * 100:.1f}% of a core at {ceiling.rate:,.0f} IQs/s{saturated}) "
+             f"| {met} |"]
     return "\n".join(rows)
 
 
