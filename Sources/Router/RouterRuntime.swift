@@ -12,6 +12,8 @@ public struct ReloadSummary: Sendable {
     /// Connection settings changed: the route was replaced by a new connection.
     public var restarted: [String] = []
     public var unchanged: [String] = []
+    /// Settings that changed in the file but apply only at the next start.
+    public var needsRestart: [String] = []
 }
 
 /// The routes of one configuration, running, and the control plane that steers them.
@@ -179,10 +181,13 @@ public final class RouterRuntime: @unchecked Sendable {
         routes = kept
         config.routes = fresh.routes
         for route in replacements { route.start() }
-        if fresh.controlSocket != config.controlSocket || fresh.metrics != config.metrics
-            || fresh.logLevel != config.logLevel {
-            // Limitation: the control socket, metrics address and log level are read at start only.
-            log.warning("control socket, metrics address and log_level changes apply at the next start")
+        // Limitation: the control socket, metrics address and log level are read at start only.
+        if fresh.controlSocket != config.controlSocket { summary.needsRestart.append("control.socket") }
+        if fresh.metrics != config.metrics { summary.needsRestart.append("metrics") }
+        if fresh.logLevel != config.logLevel { summary.needsRestart.append("log_level") }
+        if !summary.needsRestart.isEmpty {
+            log.warning("some changes apply only at the next start",
+                        [("settings", summary.needsRestart.joined(separator: ","))])
         }
         log.info("configuration reloaded", [
             ("added", "\(summary.added.count)"), ("removed", "\(summary.removed.count)"),

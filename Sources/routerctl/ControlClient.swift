@@ -42,7 +42,8 @@ struct ControlClient {
                 exitCode: .failure)
         }
         guard response["ok"] as? Bool == true else {
-            throw CommandFailure(message: response["error"] as? String ?? "the router refused", exitCode: .failure)
+            let exitCode: ExitCode = response["code"] as? String == "invalid-config" ? .invalidConfig : .failure
+            throw CommandFailure(message: response["error"] as? String ?? "the router refused", exitCode: exitCode)
         }
         return response["result"] as? [String: Any] ?? [:]
     }

@@ -13,14 +13,14 @@ func status(_ invocation: Invocation) throws(CommandFailure) {
     try expectArguments(invocation, 0, "status")
     let result = try client(invocation).call("status")
     show(result, invocation) {
-        var table = Table(header: ["ROUTE", "TARGET", "CONNECTION", "UPTIME", "STRATEGY", "ENCODER", "READY/ONLINE",
-                                   "PENDING", "FORWARDED", "ANSWERED", "TIMEOUTS", "ERRORS"])
+        var table = Table(header: ["ROUTE", "TARGET", "CONNECTION", "CONNECTED", "RECONNECTS", "STRATEGY", "ENCODER",
+                                   "READY/ONLINE", "PENDING", "FORWARDED", "ANSWERED", "TIMEOUTS", "ERRORS"])
         for route in result["routes"] as? [[String: Any]] ?? [] {
             let errors = (route["errors"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
                 .map { "\($0.key)=\(cell($0.value))" }.joined(separator: ",")
             let uptime = (route["uptime_seconds"] as? Double).map { formatDuration($0) } ?? "-"
             table.rows.append([
-                cell(route["route"]), cell(route["target"]), cell(route["connection"]), uptime,
+                cell(route["route"]), cell(route["target"]), cell(route["connection"]), uptime, cell(route["reconnects"]),
                 cell(route["strategy"]), cell(route["encoder"]),
                 "\(cell(route["resources_ready"]))/\(cell(route["resources_online"]))", cell(route["pending"]),
                 cell(route["forwarded"]), cell(route["answered"]), cell(route["timeouts"]),
@@ -86,7 +86,7 @@ func reload(_ invocation: Invocation) throws(CommandFailure) {
     try expectArguments(invocation, 0, "reload")
     let result = try client(invocation).call("reload")
     show(result, invocation) {
-        ["added", "removed", "changed", "restarted", "unchanged"].map { key in
+        ["added", "removed", "changed", "restarted", "unchanged", "needs_restart"].map { key in
             let names = result[key] as? [String] ?? []
             return "\(key): \(names.isEmpty ? "-" : names.joined(separator: ", "))"
         }.joined(separator: "\n")
@@ -115,4 +115,14 @@ func formatDuration(_ seconds: Double) -> String {
     if whole < 3600 { return "\(whole / 60)m\(whole % 60)s" }
     if whole < 86400 { return "\(whole / 3600)h\(whole % 3600 / 60)m" }
     return "\(whole / 86400)d\(whole % 86400 / 3600)h"
+}
+
+func version(_ invocation: Invocation) throws(CommandFailure) {
+    try expectArguments(invocation, 0, "version")
+    var result: [String: Any] = ["routerctl_protocol": ControlProtocol.version]
+    if let router = try? client(invocation).call("version") { result["router_protocol"] = router["protocol"] }
+    show(result, invocation) {
+        let router = result["router_protocol"].map { "router: control protocol \(cell($0))" } ?? "router: not running"
+        return "routerctl: control protocol \(ControlProtocol.version)\n\(router)"
+    }
 }

@@ -24,6 +24,8 @@ struct Command {
     var synopsis: String
     var summary: String
     var detail: String = ""
+    /// Whether the command talks to a running router (and so takes --socket, --config, --json).
+    var controls = true
     var run: (Invocation) throws(CommandFailure) -> Void
 }
 
@@ -40,10 +42,10 @@ let commands: [Command] = [
             summary: "run the router in the foreground",
             detail: "Logs go to standard error. SIGTERM or SIGINT answers the requests in flight, closes the "
                 + "streams and exits 0; SIGHUP reloads the configuration.",
-            run: runRouter),
+            controls: false, run: runRouter),
     Command(name: "check", synopsis: "check CONFIG", summary: "validate a configuration file without running it",
             detail: "Exits 0 when the file is valid; otherwise prints FILE:LINE:COLUMN: KEY: REASON and exits 3.",
-            run: check),
+            controls: false, run: check),
     Command(name: "status", synopsis: "status", summary: "every route: connection, resources, totals", run: status),
     Command(name: "resources", synopsis: "resources ROUTE", summary: "each resource of a route, with its counters",
             run: resources),
@@ -76,6 +78,9 @@ let commands: [Command] = [
             run: reload),
     Command(name: "stop", synopsis: "stop", summary: "stop the router gracefully (as SIGTERM)", run: stop),
     Command(name: "metrics", synopsis: "metrics", summary: "counters in the Prometheus text format", run: metrics),
+    Command(name: "version", synopsis: "version",
+            summary: "the control protocol of this routerctl, and of the running router if there is one",
+            run: version),
 ]
 
 let usage = """
@@ -95,7 +100,30 @@ let usage = """
 func help(for command: Command) -> String {
     var text = "usage: routerctl \(command.synopsis)\n\n\(command.summary)."
     if !command.detail.isEmpty { text += "\n\(command.detail)" }
+    guard command.controls else { return text + "\n\noptions:\n  --help          show this help" }
     return text + "\n\n" + commonOptions
+}
+
+/// Options that take a value, wherever they stand on the command line.
+let optionsWithValues: Set<String> = ["--socket", "--config", "--limit", "--log-level"]
+
+/// The command's name (the first word that is neither an option nor an option's value) and the
+/// rest, so that `routerctl --socket S status` reads like `routerctl status --socket S`.
+func splitCommand(_ arguments: [String]) -> (name: String?, rest: ArraySlice<String>) {
+    var index = 0
+    while index < arguments.count {
+        let argument = arguments[index]
+        if optionsWithValues.contains(argument) {
+            index += 2
+        } else if argument.hasPrefix("-"), argument.count > 1, !["-h", "--help"].contains(argument) {
+            index += 1
+        } else {
+            var rest = arguments
+            rest.remove(at: index)
+            return (argument, rest[...])
+        }
+    }
+    return (nil, arguments[...])
 }
 
 @MainActor
@@ -124,7 +152,7 @@ func parse(_ arguments: ArraySlice<String>, for command: Command) throws(Command
                 throw CommandFailure(message: "--log-level takes trace, debug, info, warning or error", exitCode: .usage)
             }
             invocation.logLevel = level
-        case _ where argument.hasPrefix("-") && argument.count > 1:
+        case _ where argument.hasPrefix("-") && argument.count > 1 && Int(argument) == nil:
             throw CommandFailure(message: "unknown option \(argument)\n\(help(for: command))", exitCode: .usage)
         default:
             invocation.arguments.append(argument)
@@ -141,8 +169,8 @@ func expectArguments(_ invocation: Invocation, _ count: Int, _ synopsis: String)
 
 @MainActor
 func main() -> Int32 {
-    var arguments = CommandLine.arguments.dropFirst()
-    guard let name = arguments.popFirst(), !["help", "--help", "-h"].contains(name) else {
+    let (commandName, arguments) = splitCommand(Array(CommandLine.arguments.dropFirst()))
+    guard let name = commandName, !["help", "--help", "-h"].contains(name) else {
         print(usage)
         return CommandLine.arguments.count > 1 ? ExitCode.success.rawValue : ExitCode.usage.rawValue
     }

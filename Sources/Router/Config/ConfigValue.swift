@@ -193,8 +193,9 @@ public struct ConfigMapping: Sendable {
             guard let value = values[key] else { continue }
             let known = used.sorted().joined(separator: ", ")
             let place = keyNodes[key] ?? value.node
+            let hint = used.sorted().first { editDistance($0, key) <= 2 }.map { "did you mean '\($0)'? " } ?? ""
             throw ConfigError(file: value.file, line: place.line, column: place.column, key: value.path,
-                              message: "unknown key (known here: \(known))")
+                              message: "unknown key; \(hint)(known here: \(known))")
         }
     }
 }

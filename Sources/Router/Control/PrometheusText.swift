@@ -29,7 +29,7 @@ public enum PrometheusText {
         for route in routes { out.sample("reconnects_total", ["route": route.name], route.reconnects) }
         out.family("resources", "gauge", "Online resources of the target, by state.")
         for route in routes {
-            for state in [ResourceState.ready, .draining, .maintenance, .ejected] {
+            for state in ResourceState.allCases {
                 let count = route.resources.filter { $0.online && $0.state == state }.count
                 out.sample("resources", ["route": route.name, "state": state.rawValue], count)
             }

@@ -17,7 +17,9 @@ extension RouterRuntime {
         do throws(ControlError) {
             return ControlProtocol.success(try run(command, args))
         } catch {
-            return ControlProtocol.failure(error.message)
+            var response = ControlProtocol.failure(error.message)
+            if let code = error.code { response["code"] = code }
+            return response
         }
     }
 
@@ -59,7 +61,7 @@ extension RouterRuntime {
             do {
                 strategy = try catalog.makeStrategy(PluginSpec(name: name, origin: "routerctl strategy"), for: config)
             } catch {
-                throw ControlError("\(error)")
+                throw ControlError(error.message)
             }
             let sendable = UncheckedTransfer(strategy)
             try route.mutateCore { core in core.replaceStrategy(sendable.value) }
@@ -68,10 +70,11 @@ extension RouterRuntime {
             do {
                 let summary = try reload()
                 return ["added": summary.added, "removed": summary.removed, "changed": summary.changed,
-                        "restarted": summary.restarted, "unchanged": summary.unchanged]
+                        "restarted": summary.restarted, "unchanged": summary.unchanged,
+                        "needs_restart": summary.needsRestart]
             } catch {
                 log.error("reload refused: the configuration did not load; nothing changed", [("error", "\(error)")])
-                throw ControlError("\(error)")
+                throw ControlError("\(error)", code: "invalid-config")
             }
         case "stop":
             log.info("stopping", [("reason", "routerctl stop")])

@@ -1,8 +1,13 @@
 /// Why an operator's command on a route could not be carried out.
 public struct ControlError: Error, Sendable, CustomStringConvertible {
     public var message: String
+    /// A machine-readable kind, sent as `code` (`invalid-config` for a reload that did not load).
+    public var code: String?
 
-    public init(_ message: String) { self.message = message }
+    public init(_ message: String, code: String? = nil) {
+        self.message = message
+        self.code = code
+    }
 
     public var description: String { message }
 }

@@ -229,7 +229,7 @@ public struct RouteCore {
         guard let resource = strategy.pick(for: BalancingRequest(sender: from, kind: kind), from: pool) else {
             let error = pool.hasFullReadyResource
                 ? StanzaError(.wait, .resourceConstraint, text: "Every resource of the service is busy.")
-                : StanzaError(.cancel, .serviceUnavailable, text: "No resource of the service is online.")
+                : StanzaError(.cancel, .serviceUnavailable, text: "No resource of the service is online and ready.")
             count(error)
             actions.append(.send(errorReply(to: iq, error)))
             return
