@@ -116,7 +116,7 @@ struct ConfigValidTests {
         #expect(away?.line == 12)
         #expect(away?.path == "routes[0].strategy.away")
         let strategy = try BuiltInPlugins().makeStrategy(route.strategy, for: route)
-        #expect((strategy as? LeastPendingStrategy<SystemRandomNumberGenerator>)?.scanLimit == 4)
+        #expect((strategy as? LeastPendingStrategy<FastRandom>)?.scanLimit == 4)
     }
 
     @Test("a plugin mapping in flow style works the same")

@@ -56,8 +56,8 @@ public final class LeastPendingStrategy<Source: RandomNumberGenerator>: Balancin
     }
 }
 
-extension LeastPendingStrategy where Source == SystemRandomNumberGenerator {
+extension LeastPendingStrategy where Source == FastRandom {
     public convenience init(policy: PresencePolicy = PresencePolicy(), scanLimit: Int = 16) {
-        self.init(policy: policy, scanLimit: scanLimit, random: SystemRandomNumberGenerator())
+        self.init(policy: policy, scanLimit: scanLimit, random: FastRandom())
     }
 }

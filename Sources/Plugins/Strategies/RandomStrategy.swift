@@ -20,8 +20,8 @@ public final class RandomStrategy<Source: RandomNumberGenerator>: BalancingStrat
     }
 }
 
-extension RandomStrategy where Source == SystemRandomNumberGenerator {
+extension RandomStrategy where Source == FastRandom {
     public convenience init(policy: PresencePolicy = PresencePolicy()) {
-        self.init(policy: policy, random: SystemRandomNumberGenerator())
+        self.init(policy: policy, random: FastRandom())
     }
 }

@@ -20,10 +20,15 @@ public struct PendingRequest: Sendable {
     public var deadline: Instant
     /// When the requester must have an answer, whatever retries happen.
     public let finalDeadline: Instant
-    /// The forwarded stanza, kept only for a request that may be retried elsewhere.
-    public var retryCopy: XMLElement?
-    /// Resources that already held the request.
-    public var triedResources: [String] = []
+    /// The forwarded stanza, kept only for a request that may be retried elsewhere; boxed, so that
+    /// a request without one costs a pointer, not an element's worth of fields.
+    public var retryCopy: XMLElement? {
+        get { retryBox?.element }
+        set { retryBox = newValue.map(RetryCopy.init) }
+    }
+    private var retryBox: RetryCopy?
+    /// The resource that held the request before a retry moved it.
+    public var triedResource: String?
     fileprivate var serial: UInt64 = 0
 
     public init(
@@ -38,8 +43,15 @@ public struct PendingRequest: Sendable {
         self.started = started
         self.deadline = deadline
         self.finalDeadline = finalDeadline
-        self.retryCopy = retryCopy
+        self.retryBox = retryCopy.map(RetryCopy.init)
     }
+}
+
+/// A forwarded stanza kept for a retry. Immutable once made.
+final class RetryCopy: Sendable {
+    let element: XMLElement
+
+    init(_ element: XMLElement) { self.element = element }
 }
 
 /// The requests in flight on one route, with their deadlines.

@@ -256,7 +256,7 @@ public struct RouteCore {
     /// Sends a request that lost its resource (it left, or the try timed out) to another one,
     /// once, within the request's own deadline. False when it may not or cannot be retried.
     mutating func retry(_ request: PendingRequest, now: Instant, into actions: inout [RouteAction]) -> Bool {
-        guard var copy = request.retryCopy, request.triedResources.isEmpty, now < request.finalDeadline,
+        guard var copy = request.retryCopy, request.triedResource == nil, now < request.finalDeadline,
               let retryPolicy = config.retry
         else { return false }
         let avoid = request.resource
@@ -272,7 +272,7 @@ public struct RouteCore {
         copy[attribute: "to"] = target + "/" + resource
         var moved = request
         moved.resource = resource
-        moved.triedResources.append(avoid)
+        moved.triedResource = avoid
         moved.retryCopy = nil
         moved.deadline = retryPolicy.tryTimeout.map { min(request.finalDeadline, now + $0) } ?? request.finalDeadline
         pending.insert(moved)
@@ -315,11 +315,10 @@ public struct RouteCore {
         finish(request, latency: latency)
         stats.answered += 1
         stats.latency.record(latency)
-        var counters = resourceStats[resource, default: ResourceStats()]
-        counters.served += 1
-        counters.latency.record(latency)
-        if reply[attribute: "type"] == "error" { counters.errors += 1 }
-        resourceStats[resource] = counters
+        // Updated in place: a copy out and back would copy the histogram's buckets every reply.
+        resourceStats[resource, default: ResourceStats()].served += 1
+        resourceStats[resource, default: ResourceStats()].latency.record(latency)
+        if reply[attribute: "type"] == "error" { resourceStats[resource, default: ResourceStats()].errors += 1 }
         if isServerFailure(reply) {
             recordFailure(of: resource, now: now)
         } else {
