@@ -13,9 +13,10 @@ let package = Package(
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CIDN", pkgConfig: "libidn", providers: [.apt(["libidn-dev"])]),
+        .systemLibrary(name: "CLinux"),
         .target(
             name: "Router",
-            dependencies: ["CLibXML2", "CYAML", "COpenSSL", "CIDN"]
+            dependencies: ["CLibXML2", "CYAML", "COpenSSL", "CIDN", "CLinux"]
         ),
         .target(name: "Plugins", dependencies: ["Router", "COpenSSL"]),
         .executableTarget(name: "routerctl", dependencies: ["Router", "Plugins"]),

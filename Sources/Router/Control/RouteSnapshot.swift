@@ -39,9 +39,9 @@ public struct RouteSnapshot: Sendable {
 }
 
 extension ComponentRoute {
-    /// Runs `body` on the route's serial context and waits for it. Call from outside that context.
-    public func onQueue<T>(_ body: (ComponentRoute) throws(ControlError) -> T) throws(ControlError) -> T {
-        let result: Result<T, ControlError> = queue.sync {
+    /// Runs `body` on the route's event loop and waits for it. Call from outside that context.
+    public func onQueue<T>(_ body: @escaping (ComponentRoute) throws(ControlError) -> T) throws(ControlError) -> T {
+        let result: Result<T, ControlError> = loop.sync {
             do throws(ControlError) {
                 return .success(try body(self))
             } catch {
@@ -53,14 +53,14 @@ extension ComponentRoute {
 
     /// The route's state now.
     public func snapshot() -> RouteSnapshot {
-        queue.sync { makeSnapshot() }
+        loop.sync { self.makeSnapshot() }
     }
 
     /// The oldest requests in flight, at most `limit`.
     public func oldestPending(limit: Int) -> [PendingSnapshot] {
-        queue.sync {
+        loop.sync {
             let now = Instant.now()
-            return core.pending.all.sorted { $0.started < $1.started }.prefix(limit).map { request in
+            return self.core.pending.all.sorted { $0.started < $1.started }.prefix(limit).map { request in
                 PendingSnapshot(sender: request.key.sender.description, resource: request.resource,
                                 id: request.key.id, age: now.since(request.started))
             }
@@ -68,7 +68,7 @@ extension ComponentRoute {
     }
 
     /// Applies a change to the routing core, then writes whatever it produced.
-    public func mutateCore(_ body: (inout RouteCore) throws(ControlError) -> Void) throws(ControlError) {
+    public func mutateCore(_ body: @escaping (inout RouteCore) throws(ControlError) -> Void) throws(ControlError) {
         try onQueue { (route: ComponentRoute) throws(ControlError) in
             try body(&route.core)
             route.afterEvents()
@@ -104,13 +104,13 @@ extension ComponentRoute {
 extension ComponentRoute {
     /// The route's current configuration (a reload may have changed it since start).
     public func snapshotConfig() -> RouteConfig {
-        queue.sync { core.config }
+        loop.sync { self.core.config }
     }
 
     /// Refuses new requests, waits until those in flight have ended (answered or timed out),
     /// then stops as `stop` does.
     public func drainAndStop(completion: @escaping @Sendable () -> Void) {
-        queue.async {
+        loop.execute {
             self.core.stopAccepting()
             self.log.info("route draining before removal", [("pending", "\(self.core.pending.count)")])
             self.stopWhenIdle(completion: completion)
@@ -119,7 +119,7 @@ extension ComponentRoute {
 
     private func stopWhenIdle(completion: @escaping @Sendable () -> Void) {
         guard core.pending.count == 0 || state != .authenticated else {
-            queue.asyncAfter(deadline: DispatchTime.now() + .milliseconds(100)) { self.stopWhenIdle(completion: completion) }
+            loop.schedule(after: .milliseconds(100)) { self.stopWhenIdle(completion: completion) }
             return
         }
         stop(completion: completion)

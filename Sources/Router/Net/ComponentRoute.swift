@@ -16,13 +16,13 @@ public enum ConnectionState: String, Sendable {
 
 /// One route at run time: its component connection (XEP-0114), its parser and its `RouteCore`.
 ///
-/// Everything mutable here is touched on `queue` only: socket events, timers and calls from
-/// outside all arrive there, so the per-stanza path takes no lock.
+/// Everything mutable here is touched on the route's event loop only: socket events, timers and
+/// calls from outside all run on its thread, so the per-stanza path takes no lock.
 public final class ComponentRoute: @unchecked Sendable {
-    // @unchecked Sendable: all stored mutable state is read and written on `queue` only.
+    // @unchecked Sendable: all stored mutable state is read and written on `loop`'s thread only.
     public let name: String
     let config: RouteConfig
-    let queue: DispatchQueue
+    let loop: EventLoop
     var log: Logger
     var core: RouteCore
     var state = ConnectionState.idle
@@ -34,16 +34,16 @@ public final class ComponentRoute: @unchecked Sendable {
 
     private let parser: XMLStreamParser
     private var socket: TCPSocket?
-    private var readSource: DispatchSourceRead?
-    private var writeSource: DispatchSourceWrite?
-    private var writeSourceActive = false
-    private var readSourceSuspended = false
-    private var connectTimer: DispatchSourceTimer?
-    private var reconnectTimer: DispatchSourceTimer?
-    private var keepaliveTimer: DispatchSourceTimer?
-    private var deadlineTimer: DispatchSourceTimer?
+    /// Whether the loop watches the socket for reading (off while output is backed up) and
+    /// writing (on while output waits, or the connection is being made).
+    private var watchingReads = false
+    private var watchingWrites = false
+    private var connectTimer: EventLoop.TimerID?
+    private var reconnectTimer: EventLoop.TimerID?
+    private var keepaliveTimer: EventLoop.TimerID?
+    private var deadlineTimer: EventLoop.TimerID?
     private var deadlineArmedAt: Instant?
-    private var resubscribeTimer: DispatchSourceTimer?
+    private var resubscribeTimer: EventLoop.TimerID?
     private var stopCompletions: [@Sendable () -> Void] = []
 
     private let readBuffer: UnsafeMutableRawBufferPointer
@@ -62,7 +62,7 @@ public final class ComponentRoute: @unchecked Sendable {
     public init(config: RouteConfig, strategy: any BalancingStrategy, encoder: any JATEncoder, log: Logger) {
         self.name = config.name
         self.config = config
-        self.queue = DispatchQueue(label: "route.\(config.name)")
+        self.loop = EventLoop(name: "route \(config.name)")
         self.log = log.with("route", config.name)
         self.core = RouteCore(config: config, strategy: strategy, encoder: encoder, log: self.log)
         self.parser = XMLStreamParser(maxStanzaSize: config.maxStanzaSize)
@@ -75,12 +75,12 @@ public final class ComponentRoute: @unchecked Sendable {
 
     /// Starts connecting; the route keeps reconnecting until `stop` is called.
     public func start() {
-        queue.async { self.connect() }
+        loop.execute { self.connect() }
     }
 
     /// Answers every request in flight, closes the stream and the connection, then calls `completion`.
     public func stop(completion: @escaping @Sendable () -> Void) {
-        queue.async {
+        loop.execute {
             switch self.state {
             case .stopped:
                 completion()
@@ -107,30 +107,27 @@ public final class ComponentRoute: @unchecked Sendable {
             return
         }
         self.socket = socket
-        let write = DispatchSource.makeWriteSource(fileDescriptor: socket.descriptor, queue: queue)
-        write.setEventHandler { [unowned self] in self.socketWritable() }
-        writeSource = write
-        writeSourceActive = true
-        write.resume()
-        connectTimer = makeTimer(after: Self.connectTimeout) { [unowned self] in
+        loop.watch(socket.descriptor, reading: false, writing: true,
+                   onReadable: { [unowned self] in self.socketReadable() },
+                   onWritable: { [unowned self] in self.socketWritable() })
+        watchingReads = false
+        watchingWrites = true
+        connectTimer = loop.schedule(after: Self.connectTimeout) { [unowned self] in
             self.connectionFailed("no connection within \(Self.connectTimeout.seconds)s")
         }
     }
 
     private func connectionEstablished() {
-        connectTimer?.cancel()
+        loop.cancel(connectTimer)
         connectTimer = nil
         guard let socket else { return }
         if let error = socket.connectionError() {
             connectionFailed("\(error)")
             return
         }
-        pauseWriting()
-        let read = DispatchSource.makeReadSource(fileDescriptor: socket.descriptor, queue: queue)
-        read.setEventHandler { [unowned self] in self.socketReadable() }
-        readSource = read
-        readSourceSuspended = false
-        read.resume()
+        watchingReads = true
+        watchingWrites = false
+        loop.update(socket.descriptor, reading: true, writing: false)
 
         parser.reset()
         state = .handshaking
@@ -170,43 +167,26 @@ public final class ComponentRoute: @unchecked Sendable {
         failedAttempts += 1
         state = .waiting
         log.debug("reconnect scheduled", [("delay", "\(delay)s"), ("attempt", "\(failedAttempts)")])
-        reconnectTimer = makeTimer(after: .nanoseconds(Int64(delay * 1e9))) { [unowned self] in
+        reconnectTimer = loop.schedule(after: .nanoseconds(Int64(delay * 1e9))) { [unowned self] in
             self.reconnectTimer = nil
             self.connect()
         }
     }
 
     private func teardownSocket() {
-        connectTimer?.cancel()
+        for timer in [connectTimer, keepaliveTimer, deadlineTimer, resubscribeTimer] { loop.cancel(timer) }
         connectTimer = nil
-        keepaliveTimer?.cancel()
         keepaliveTimer = nil
-        deadlineTimer?.cancel()
         deadlineTimer = nil
         deadlineArmedAt = nil
-        resubscribeTimer?.cancel()
         resubscribeTimer = nil
-        // The descriptor is closed once both sources are cancelled, so epoll never sees a reused one.
-        let closing = socket
-        let group = DispatchGroup()
-        if let readSource {
-            group.enter()
-            readSource.setCancelHandler { group.leave() }
-            if readSourceSuspended { readSource.resume() }
-            readSource.cancel()
+        if let socket {
+            loop.unwatch(socket.descriptor)
+            socket.close()
         }
-        if let writeSource {
-            group.enter()
-            writeSource.setCancelHandler { group.leave() }
-            if !writeSourceActive { writeSource.resume() }
-            writeSource.cancel()
-        }
-        group.notify(queue: queue) { closing?.close() }
-        readSource = nil
-        readSourceSuspended = false
-        writeSource = nil
-        writeSourceActive = false
         socket = nil
+        watchingReads = false
+        watchingWrites = false
         output.removeAll(keepingCapacity: true)
         outputOffset = 0
     }
@@ -348,8 +328,8 @@ public final class ComponentRoute: @unchecked Sendable {
             case .send(let element):
                 XMLSerializer.write(element, into: &output, defaultNamespace: componentNamespace)
             case .resubscribe(let delay):
-                resubscribeTimer?.cancel()
-                resubscribeTimer = makeTimer(after: delay) { [unowned self] in
+                loop.cancel(resubscribeTimer)
+                resubscribeTimer = loop.schedule(after: delay) { [unowned self] in
                     self.resubscribeTimer = nil
                     guard self.state == .authenticated else { return }
                     self.core.resubscribe(into: &self.actions)
@@ -384,10 +364,7 @@ public final class ComponentRoute: @unchecked Sendable {
             output.removeAll(keepingCapacity: true)
             outputOffset = 0
             pauseWriting()
-            if readSourceSuspended, let readSource {
-                readSourceSuspended = false
-                readSource.resume()
-            }
+            if !watchingReads, state != .connecting { resumeReading() }
             if state == .stopping { closeAfterStop() }
         } else {
             resumeWriting()
@@ -403,56 +380,54 @@ public final class ComponentRoute: @unchecked Sendable {
     }
 
     private func pauseWriting() {
-        guard writeSourceActive, let writeSource else { return }
-        writeSource.suspend()
-        writeSourceActive = false
+        guard watchingWrites, let socket else { return }
+        watchingWrites = false
+        loop.update(socket.descriptor, reading: watchingReads, writing: false)
     }
 
     private func resumeWriting() {
-        guard !writeSourceActive, let writeSource else { return }
-        writeSource.resume()
-        writeSourceActive = true
+        guard !watchingWrites, let socket else { return }
+        watchingWrites = true
+        loop.update(socket.descriptor, reading: watchingReads, writing: true)
     }
 
     private func pauseReading() {
-        guard !readSourceSuspended, let readSource else { return }
-        readSource.suspend()
-        readSourceSuspended = true
+        guard watchingReads, let socket else { return }
+        watchingReads = false
+        loop.update(socket.descriptor, reading: false, writing: watchingWrites)
         log.debug("reading paused: the server is slow to take output", [("buffered", "\(output.count - outputOffset)")])
+    }
+
+    private func resumeReading() {
+        guard !watchingReads, let socket else { return }
+        watchingReads = true
+        loop.update(socket.descriptor, reading: true, writing: watchingWrites)
     }
 
     // MARK: Timers
 
-    private func makeTimer(after delay: Duration, _ handler: @escaping () -> Void) -> DispatchSourceTimer {
-        let timer = DispatchSource.makeTimerSource(queue: queue)
-        timer.schedule(deadline: .now() + .nanoseconds(Int(max(0, delay.nanoseconds))), leeway: .milliseconds(5))
-        timer.setEventHandler(handler: handler)
-        timer.resume()
-        return timer
-    }
-
+    /// Whitespace on a connection that wrote nothing for a keepalive interval (RFC 6120 §4.6.1).
     private func startKeepalive() {
-        keepaliveTimer?.cancel()
+        loop.cancel(keepaliveTimer)
         let interval = config.keepalive
-        let timer = DispatchSource.makeTimerSource(queue: queue)
-        let nanos = Int(interval.nanoseconds)
-        timer.schedule(deadline: .now() + .nanoseconds(nanos), repeating: .nanoseconds(nanos), leeway: .seconds(1))
-        timer.setEventHandler { [unowned self] in
-            guard self.state == .authenticated, Instant.now().since(self.lastWrite) >= interval else { return }
-            self.output.append(UInt8(ascii: " "))
-            self.flush()
+        keepaliveTimer = loop.schedule(after: interval) { [unowned self] in
+            self.keepaliveTimer = nil
+            guard self.state == .authenticated else { return }
+            if Instant.now().since(self.lastWrite) >= interval {
+                self.output.append(UInt8(ascii: " "))
+                self.flush()
+            }
+            self.startKeepalive()
         }
-        timer.resume()
-        keepaliveTimer = timer
     }
 
     /// Keeps one timer at (or before) the earliest request deadline; firing early only re-arms it.
     private func armDeadlineTimer() {
         guard let next = core.nextDeadline() else { return }
         if let armed = deadlineArmedAt, armed <= next { return }
-        deadlineTimer?.cancel()
+        loop.cancel(deadlineTimer)
         deadlineArmedAt = next
-        deadlineTimer = makeTimer(after: next.since(Instant.now())) { [unowned self] in
+        deadlineTimer = loop.schedule(after: next.since(Instant.now())) { [unowned self] in
             self.deadlineTimer = nil
             self.deadlineArmedAt = nil
             self.core.expire(now: Instant.now(), into: &self.actions)
@@ -465,7 +440,7 @@ public final class ComponentRoute: @unchecked Sendable {
     private func beginStop() {
         let previous = state
         state = .stopping
-        reconnectTimer?.cancel()
+        loop.cancel(reconnectTimer)
         reconnectTimer = nil
         guard previous == .authenticated || previous == .handshaking, socket != nil else {
             teardownSocket()
@@ -479,7 +454,7 @@ public final class ComponentRoute: @unchecked Sendable {
         output.append(contentsOf: "</stream:stream>".utf8)
         flush()
         // Give a slow server a moment to take the last bytes; then close regardless.
-        connectTimer = makeTimer(after: .seconds(2)) { [unowned self] in self.closeAfterStop() }
+        connectTimer = loop.schedule(after: .seconds(2)) { [unowned self] in self.closeAfterStop() }
     }
 
     private func closeAfterStop() {
