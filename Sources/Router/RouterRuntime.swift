@@ -95,6 +95,9 @@ public final class RouterRuntime: @unchecked Sendable {
             http.start()
             metricsServer = http
             log.info("metrics listening", [("address", "\(metrics.host):\(metrics.port)")])
+            if !["127.0.0.1", "::1", "localhost"].contains(metrics.host) {
+                log.warning("metrics are served beyond loopback, without authentication", [("host", metrics.host)])
+            }
         }
     }
 

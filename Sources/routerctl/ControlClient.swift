@@ -27,10 +27,11 @@ struct ControlClient {
         let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var line: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
-        while !line.contains(0x0A) {
+        while true {
             let count = read(fd, &chunk, chunk.count)
             guard count > 0 else { break }
             line.append(contentsOf: chunk[0..<count])
+            if chunk[0..<count].contains(0x0A) { break }
         }
         guard let end = line.firstIndex(of: 0x0A), let response = ControlProtocol.decode(Array(line[..<end])) else {
             let reason = sent == request.count ? "the router sent no answer" : "could not send to \(socketPath)"

@@ -51,7 +51,8 @@ public struct ConfigValue: Sendable {
     /// A duration written with a unit (`500ms`, `30s`, `5m`, `1h`); a bare number is seconds.
     public func duration(minimum: Duration = .zero) throws(ConfigError) -> Duration {
         let (number, scale) = try splitUnit([("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)])
-        guard let value = Double(number), value.isFinite, value >= 0 else {
+        let decimal = !number.isEmpty && number.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E }
+        guard decimal, let value = Double(number), value.isFinite, value >= 0 else {
             throw error("expected a duration such as 500ms, 30s or 5m, found '\(node.scalar ?? "")'")
         }
         let nanoseconds = value * scale * 1e9

@@ -128,7 +128,10 @@ public struct RouterConfig: Sendable {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            let reason = access(path, R_OK) == 0 ? "it is not UTF-8 text" : String(cString: strerror(errno))
+            var isFolder: ObjCBool = false
+            let reason = FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue
+                ? "it is a directory"
+                : access(path, R_OK) == 0 ? "it is not UTF-8 text" : String(cString: strerror(errno))
             throw ConfigError(file: path, line: 0, column: 0, key: "", message: "cannot read the file: \(reason)")
         }
         return try parse(text, file: path, catalog: catalog)
@@ -157,7 +160,14 @@ public struct RouterConfig: Sendable {
         var controlSocket = defaultControlSocket
         if let controlValue = top.optional("control") {
             var control = try controlValue.mapping()
-            controlSocket = try control.optional("socket")?.nonEmptyString() ?? controlSocket
+            if let socketValue = control.optional("socket") {
+                controlSocket = try socketValue.nonEmptyString()
+                // sockaddr_un holds 108 bytes with the terminating NUL.
+                guard controlSocket.utf8.count <= 107 else {
+                    throw socketValue.error("a Unix socket path may be at most 107 bytes (this one has "
+                                            + "\(controlSocket.utf8.count))")
+                }
+            }
             try control.finish()
         }
         var metrics: MetricsListener?
@@ -262,6 +272,9 @@ public struct RouterConfig: Sendable {
         }
         if let value = mapping.optional("access") {
             var access = try value.mapping()
+            if let allow = access.optional("allow"), case .sequence(let items) = allow.node.value, items.isEmpty {
+                throw allow.error("an empty allow list would refuse everyone; list patterns, or leave allow out")
+            }
             route.access.allow = try patterns(access.optional("allow"))
             route.access.deny = try patterns(access.optional("deny"))
             try access.finish()
@@ -317,7 +330,12 @@ public struct RouterConfig: Sendable {
 
     /// `secret: text`, `secret: { file: PATH }` or `secret: { env: NAME }`.
     private static func readSecret(_ value: ConfigValue) throws(ConfigError) -> Secret {
-        if value.node.scalar != nil { return Secret(try value.nonEmptyString()) }
+        if let text = value.node.scalar {
+            if !value.node.quoted, ["", "~", "null", "Null", "NULL"].contains(text) {
+                throw value.error("is empty (YAML null); give the secret, or { file: PATH } or { env: NAME }")
+            }
+            return Secret(try value.nonEmptyString())
+        }
         return Secret(try value.fileOrEnvironment("secret"))
     }
 }

@@ -7,8 +7,10 @@ import Glibc
 /// request up to a delimiter, and writes back what `respond` returns. Used for the control socket
 /// (one JSON object per line) and the HTTP metrics listener (one request per connection).
 ///
-/// Everything runs on `queue`; requests are small and rare, so a slow client costs only itself
-/// (each write gives up after two seconds).
+/// Everything runs on `queue`; requests are small and rare. A client that does not read its
+/// answers is dropped when a write stalls for two seconds; one that sends nothing for ten seconds
+/// is dropped too; at most 32 are served at once, so idle connections cannot use up the
+/// process's descriptors.
 public final class RequestServer: @unchecked Sendable {
     // @unchecked Sendable: `clients` and the sources are touched on `queue` only.
     public struct Options: Sendable {
@@ -24,7 +26,11 @@ public final class RequestServer: @unchecked Sendable {
     private let admit: (Int32) -> [UInt8]?
     private let respond: ([UInt8]) -> [UInt8]
     private var acceptSource: DispatchSourceRead?
-    private var clients: [Int32: (source: DispatchSourceRead, buffer: [UInt8])] = [:]
+    private var acceptPaused = false
+    private var clients: [Int32: (source: DispatchSourceRead, buffer: [UInt8], lastActive: Instant)] = [:]
+    private var idleSweep: DispatchSourceTimer?
+    static let maxClients = 32
+    static let idleTimeout = Duration.seconds(10)
 
     /// - Parameters:
     ///   - admit: returns a response to send before closing, to refuse a client; nil admits it.
@@ -53,10 +59,39 @@ public final class RequestServer: @unchecked Sendable {
         source.setCancelHandler { [listener] in close(listener) }
         acceptSource = source
         source.resume()
+        let sweep = DispatchSource.makeTimerSource(queue: queue)
+        sweep.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1))
+        sweep.setEventHandler { [weak self] in self?.dropIdleClients() }
+        sweep.resume()
+        idleSweep = sweep
+    }
+
+    private func dropIdleClients() {
+        let now = Instant.now()
+        for (fd, client) in clients where now.since(client.lastActive) >= Self.idleTimeout { drop(fd) }
+    }
+
+    /// Stops accepting for a second after `accept` fails for lack of descriptors (the pending
+    /// connection would otherwise wake the accept source again at once, forever).
+    private func pauseAccepting() {
+        guard !acceptPaused, let acceptSource else { return }
+        acceptPaused = true
+        acceptSource.suspend()
+        queue.asyncAfter(deadline: .now() + .seconds(1)) { [weak self] in
+            guard let self, self.acceptPaused, let source = self.acceptSource else { return }
+            self.acceptPaused = false
+            source.resume()
+        }
     }
 
     /// Stops accepting and closes every connection; call on `queue`.
     public func stop() {
+        idleSweep?.cancel()
+        idleSweep = nil
+        if acceptPaused {
+            acceptPaused = false
+            acceptSource?.resume()
+        }
         acceptSource?.cancel()
         acceptSource = nil
         for fd in clients.keys { drop(fd) }
@@ -65,8 +100,15 @@ public final class RequestServer: @unchecked Sendable {
     private func acceptAll() {
         while true {
             let fd = accept(listener, nil, nil)
-            guard fd >= 0 else { return }
+            guard fd >= 0 else {
+                if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM { pauseAccepting() }
+                return
+            }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            guard clients.count < Self.maxClients else {
+                close(fd)
+                continue
+            }
             var timeout = timeval(tv_sec: 2, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             if let refusal = admit(fd) {
@@ -78,7 +120,7 @@ public final class RequestServer: @unchecked Sendable {
             let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
             source.setEventHandler { [weak self] in self?.readable(fd) }
             source.setCancelHandler { close(fd) }
-            clients[fd] = (source, [])
+            clients[fd] = (source, [], Instant.now())
             source.resume()
         }
     }
@@ -92,6 +134,7 @@ public final class RequestServer: @unchecked Sendable {
             return
         }
         client.buffer.append(contentsOf: chunk[0..<count])
+        client.lastActive = Instant.now()
         clients[fd] = client
         while let end = firstDelimiter(in: clients[fd]?.buffer ?? []) {
             guard let buffer = clients[fd]?.buffer else { return }
@@ -100,9 +143,9 @@ public final class RequestServer: @unchecked Sendable {
             let response = respond(request)
             // The socket is non-blocking for reads; writes wait, bounded by SO_SNDTIMEO.
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
-            writeAll(fd, response)
+            let delivered = writeAll(fd, response)
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            if !options.keepOpen {
+            if !delivered || !options.keepOpen {
                 drop(fd)
                 return
             }
@@ -124,15 +167,18 @@ public final class RequestServer: @unchecked Sendable {
         client.source.cancel()
     }
 
-    private func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    /// Writes every byte, or gives up (false) when the client stops reading (SO_SNDTIMEO).
+    @discardableResult
+    private func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
             let written = bytes.withUnsafeBytes { raw in
                 send(fd, raw.baseAddress.map { $0 + offset }, raw.count - offset, Int32(MSG_NOSIGNAL))
             }
             if written < 0, errno == EINTR { continue }
-            guard written > 0 else { return }
+            guard written > 0 else { return false }
             offset += written
         }
+        return true
     }
 }

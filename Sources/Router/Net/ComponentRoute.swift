@@ -128,6 +128,11 @@ public final class ComponentRoute: @unchecked Sendable {
         watchingReads = true
         watchingWrites = false
         loop.update(socket.descriptor, reading: true, writing: false)
+        // A server that takes the connection but never completes the handshake is given up on.
+        connectTimer = loop.schedule(after: Self.connectTimeout) { [unowned self] in
+            self.connectTimer = nil
+            self.connectionFailed("no handshake within \(Self.connectTimeout.seconds)s")
+        }
 
         parser.reset()
         state = .handshaking
@@ -286,6 +291,8 @@ public final class ComponentRoute: @unchecked Sendable {
             return
         }
         state = .authenticated
+        loop.cancel(connectTimer)
+        connectTimer = nil
         authenticatedAt = Instant.now()
         failedAttempts = 0
         refusedHandshake = false
@@ -454,6 +461,7 @@ public final class ComponentRoute: @unchecked Sendable {
         output.append(contentsOf: "</stream:stream>".utf8)
         flush()
         // Give a slow server a moment to take the last bytes; then close regardless.
+        loop.cancel(connectTimer)
         connectTimer = loop.schedule(after: .seconds(2)) { [unowned self] in self.closeAfterStop() }
     }
 

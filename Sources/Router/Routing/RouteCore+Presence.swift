@@ -42,7 +42,9 @@ extension RouteCore {
     }
 
     private mutating func resourceAvailable(_ resource: String, presence: XMLElement, now: Instant) {
-        let priority = presence.child("priority").flatMap { Int($0.text.trimmingSpaces()) } ?? 0
+        // RFC 6121 §4.7.2.3: an integer from -128 to 127; anything else counts as the bound it passes.
+        let written = presence.child("priority").flatMap { Int($0.text.trimmingSpaces()) } ?? 0
+        let priority = min(127, max(-128, written))
         let show = presence.child("show").flatMap { PresenceShow(rawValue: $0.text.trimmingSpaces()) }
         guard pool.update(resource, priority: priority, show: show) else { return }
         if let weight = overrides[resource]?.weight { pool.setWeight(weight, of: resource) }
@@ -57,6 +59,20 @@ extension RouteCore {
         health[resource]?.pingSent = nil
         log.info("resource unavailable", [("resource", resource), ("resources", "\(pool.count)")])
         failRequests(heldBy: resource, now: now, into: &actions)
+        forgetOldOfflineResources(after: resource)
+    }
+
+    /// Keeps the counters of at most `offlineResourcesKept` offline resources; a resource with
+    /// a state or weight set by hand is kept whatever the count.
+    private mutating func forgetOldOfflineResources(after resource: String) {
+        departed.append(resource)
+        while resourceStats.count + health.count > 2 * (pool.count + Self.offlineResourcesKept), !departed.isEmpty {
+            let name = departed.removeFirst()
+            guard pool[name] == nil, overrides[name] == nil else { continue }
+            resourceStats[name] = nil
+            health[name] = nil
+        }
+        if departed.count > 4 * Self.offlineResourcesKept { departed.removeFirst(departed.count / 2) }
     }
 
     /// Forgets every resource, answering the requests they held.

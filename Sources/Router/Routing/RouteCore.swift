@@ -49,6 +49,10 @@ public struct RouteCore {
     /// Ejections, failure streaks and pings, by resource name.
     var health: [String: ResourceHealth] = [:]
     var rateBuckets = RateBuckets()
+    /// Resources that went offline, oldest first: what the router forgets first when it keeps
+    /// counters for too many names (clients often come back under a new random resource).
+    var departed: [String] = []
+    static let offlineResourcesKept = 1000
     var pingCounter: UInt64 = 0
     var nextHealthCheck: Instant?
     /// Encoders replaced by a reload, still decoding the JATs of requests in flight until their
