@@ -58,6 +58,8 @@ public final class ComponentRoute: @unchecked Sendable {
     /// Output beyond which the route stops reading until the server has taken what it was sent.
     static let outputHighWater = 4 * 1024 * 1024
     static let connectTimeout = Duration.seconds(10)
+    /// Element levels below a stanza's top level that the router keeps; payloads nest far less.
+    static let maxPayloadDepth = 64
 
     public init(config: RouteConfig, strategy: any BalancingStrategy, encoder: any JATEncoder, log: Logger) {
         self.name = config.name
@@ -65,7 +67,10 @@ public final class ComponentRoute: @unchecked Sendable {
         self.loop = EventLoop(name: "route \(config.name)")
         self.log = log.with("route", config.name)
         self.core = RouteCore(config: config, strategy: strategy, encoder: encoder, log: self.log)
-        self.parser = XMLStreamParser(maxStanzaSize: config.maxStanzaSize)
+        // A stanza over the configured size is dropped and answered; the stream is closed only
+        // past four times that, where the server is surely broken.
+        self.parser = XMLStreamParser(maxStanzaSize: 4 * config.maxStanzaSize, refuseAbove: config.maxStanzaSize,
+                                      maxDepth: Self.maxPayloadDepth)
         self.readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     }
 
@@ -254,6 +259,9 @@ public final class ComponentRoute: @unchecked Sendable {
             case .streamClosed:
                 connectionFailed("the server closed the stream")
                 return false
+            case .refused(let root, let reason):
+                log.warning("dropped a stanza from the server", [("stanza", root.name), ("reason", reason.rawValue)])
+                if state == .authenticated { core.refused(root, because: reason, now: now, into: &actions) }
             }
             if socket == nil { return false }
         }

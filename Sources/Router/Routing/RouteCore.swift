@@ -334,6 +334,33 @@ public struct RouteCore {
         actions.append(.send(answer))
     }
 
+    /// A stanza the parser dropped as too large or too deep: a request gets `policy-violation`,
+    /// a reply ends its request with an error, anything else is only logged.
+    public mutating func refused(_ root: XMLElement, because reason: StanzaRefusal, now: Instant,
+                                 into actions: inout [RouteAction]) {
+        guard root.namespace == componentNamespace, let fromText = root[attribute: "from"],
+              let toText = root[attribute: "to"], let from = try? JID(fromText), let to = try? JID(toText)
+        else { return }
+        switch (root.name, root[attribute: "type"]) {
+        case ("iq", "get"), ("iq", "set"):
+            guard root[attribute: "id"] != nil else { return }
+            let error = StanzaError(.modify, .policyViolation, text: "The request is \(reason.rawValue) to relay.")
+            count(error)
+            actions.append(.send(errorReply(to: root, error)))
+        case ("iq", "result"), ("iq", "error"):
+            guard from.bare == config.target, let resource = from.resourcepart, to.localpart == nil,
+                  let jat = to.resourcepart, let sender = decode(jat, now: now) else { return }
+            let key = PendingKey(sender: sender, id: root[attribute: "id"] ?? "")
+            guard let request = pending[key], request.resource == resource else { return }
+            pending.remove(key)
+            finish(request, latency: nil)
+            fail(request, StanzaError(.cancel, .policyViolation, text: "The service's answer is \(reason.rawValue) to relay."),
+                 into: &actions)
+        default:
+            break
+        }
+    }
+
     private mutating func handleMessage(_ message: XMLElement, from: JID, into actions: inout [RouteAction]) {
         guard message[attribute: "type"] != "error", from.bare != config.target else { return }
         let error = StanzaError(.cancel, .featureNotImplemented, text: "This service takes IQ requests only.")

@@ -8,6 +8,15 @@ public enum XMLStreamEvent: Sendable, Equatable {
     case element(XMLElement)
     /// The stream's root element closed.
     case streamClosed
+    /// A stanza too large or too deeply nested to keep, read to its end and dropped: the element
+    /// is its top level with its attributes, without children, so that it can be answered.
+    case refused(XMLElement, StanzaRefusal)
+}
+
+/// Why a stanza was dropped while the stream goes on.
+public enum StanzaRefusal: String, Sendable, Equatable {
+    case tooLarge = "too large"
+    case tooDeep = "nested too deeply"
 }
 
 /// Why the stream parser gave up; each maps to the stream error that RFC 6120 §4.9.3 prescribes.
@@ -38,7 +47,13 @@ public enum XMLStreamParserError: Error, Equatable, CustomStringConvertible {
 /// root. Bytes may be split anywhere, including inside a stanza or a UTF-8 sequence. Call
 /// `reset()` before each new stream.
 public final class XMLStreamParser {
+    /// The size beyond which the stream is closed with `policy-violation`.
     public let maxStanzaSize: Int
+    /// The size beyond which a stanza is dropped (`.refused`) while the stream goes on; nil to
+    /// close the stream at `maxStanzaSize` without this step.
+    public let refuseAbove: Int?
+    /// Element levels below a stanza's top level beyond which it is dropped (`.refused`).
+    public let maxDepth: Int?
 
     private var context: xmlParserCtxtPtr?
     private var handler = xmlSAXHandler()
@@ -53,6 +68,10 @@ public final class XMLStreamParser {
     /// last blank text, so that a stanza's start tag counts towards its size.
     fileprivate var boundary = 0
     private var bytesFed = 0
+    /// The stanza in progress is being dropped: read to its end, nothing kept but its top level.
+    fileprivate var discarding: StanzaRefusal?
+    /// The size of the stanza that ended last, from its start tag to its end tag.
+    fileprivate var lastStanzaSize = 0
     /// Names, prefixes and namespace URIs already turned into Swift strings, by libxml2 pointer.
     fileprivate let names = NameCache()
 
@@ -60,7 +79,9 @@ public final class XMLStreamParser {
     /// (`xmlInitParser`); a Swift global is initialized exactly once, thread-safely.
     private static let libraryReady: Void = xmlInitParser()
 
-    public init(maxStanzaSize: Int = 256 * 1024) {
+    public init(maxStanzaSize: Int = 256 * 1024, refuseAbove: Int? = nil, maxDepth: Int? = nil) {
+        self.refuseAbove = refuseAbove
+        self.maxDepth = maxDepth
         Self.libraryReady
         self.maxStanzaSize = maxStanzaSize
         installHandlers()
@@ -77,6 +98,7 @@ public final class XMLStreamParser {
         open.removeAll(keepingCapacity: true)
         events.removeAll(keepingCapacity: true)
         depth = 0
+        discarding = nil
         failure = nil
         stanzaStart = 0
         boundary = 0
@@ -114,11 +136,13 @@ public final class XMLStreamParser {
             self.failure = failure
             throw failure
         }
-        if currentStanzaSize(context) > maxStanzaSize {
+        let size = currentStanzaSize(context)
+        if size > maxStanzaSize {
             let failure = XMLStreamParserError.stanzaTooLarge(limit: maxStanzaSize)
             self.failure = failure
             throw failure
         }
+        if let refuseAbove, size > refuseAbove, depth >= 2 { beginDiscarding(.tooLarge) }
         return events
     }
 
@@ -164,18 +188,38 @@ public final class XMLStreamParser {
     /// A stanza may come whole in one chunk, which the check after each chunk does not see.
     fileprivate func acceptsFinishedStanza() -> Bool {
         guard let context else { return false }
-        if Int(xmlByteConsumed(context)) - stanzaStart > maxStanzaSize {
+        let size = Int(xmlByteConsumed(context)) - stanzaStart
+        if size > maxStanzaSize {
             stop(.stanzaTooLarge(limit: maxStanzaSize))
             return false
         }
+        lastStanzaSize = size
         markBoundary()
         return true
+    }
+
+    /// Drops what was built of the stanza in progress but its top level; the rest of it is read
+    /// and forgotten, and its end gives `.refused`.
+    fileprivate func beginDiscarding(_ reason: StanzaRefusal) {
+        guard discarding == nil, !open.isEmpty else { return }
+        discarding = reason
+        open.removeSubrange(1...)
+        open[0].children.removeAll()
     }
 
     private func installHandlers() {
         handler.initialized = UInt32(XML_SAX2_MAGIC)
         handler.startElementNs = { user, localname, prefix, uri, namespaceCount, namespaces, attributeCount, _, attributes in
             guard let parser = XMLStreamParser.from(user), let localname else { return }
+            if parser.discarding != nil {
+                parser.depth += 1
+                return
+            }
+            if let maxDepth = parser.maxDepth, parser.depth - 1 >= maxDepth + 1 {
+                parser.beginDiscarding(.tooDeep)
+                parser.depth += 1
+                return
+            }
             var element = XMLElement(
                 name: parser.names.string(localname), namespace: parser.names.optional(uri),
                 prefix: parser.names.optional(prefix))
@@ -219,9 +263,22 @@ public final class XMLStreamParser {
                 parser.events.append(.streamClosed)
                 return
             }
+            if let reason = parser.discarding {
+                guard parser.depth == 1, let root = parser.open.popLast() else { return }
+                parser.discarding = nil
+                guard parser.acceptsFinishedStanza() else { return }
+                parser.events.append(.refused(root, reason))
+                return
+            }
             guard let finished = parser.open.popLast() else { return }
             if parser.open.isEmpty {
                 guard parser.acceptsFinishedStanza() else { return }
+                if let refuseAbove = parser.refuseAbove, parser.lastStanzaSize > refuseAbove {
+                    var root = finished
+                    root.children.removeAll()
+                    parser.events.append(.refused(root, .tooLarge))
+                    return
+                }
                 parser.events.append(.element(finished))
             } else {
                 parser.open[parser.open.count - 1].children.append(.element(finished))
@@ -239,6 +296,7 @@ public final class XMLStreamParser {
                 }
                 return
             }
+            if parser.discarding != nil { return }
             parser.open[parser.open.count - 1].append(text: String(decoding: buffer, as: UTF8.self))
         }
         handler.characters = characters
