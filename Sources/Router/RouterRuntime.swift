@@ -79,7 +79,8 @@ public final class RouterRuntime: @unchecked Sendable {
             listening: listener, queue: queue, options: RequestServer.lines(),
             admit: { fd in
                 guard UnixSocket.peerUserID(fd) != owner else { return nil }
-                return ControlProtocol.encode(ControlProtocol.failure("permission denied: the router runs as another user"))
+                let refusal = ControlProtocol.failure("permission denied: the router runs as another user")
+                return ControlProtocol.encode(refusal)
             },
             respond: { [unowned self] request in ControlProtocol.encode(self.handle(request)) }
         )

@@ -20,7 +20,8 @@ func status(_ invocation: Invocation) throws(CommandFailure) {
                 .map { "\($0.key)=\(cell($0.value))" }.joined(separator: ",")
             let uptime = (route["uptime_seconds"] as? Double).map { formatDuration($0) } ?? "-"
             table.rows.append([
-                cell(route["route"]), cell(route["target"]), cell(route["connection"]), uptime, cell(route["reconnects"]),
+                cell(route["route"]), cell(route["target"]), cell(route["connection"]), uptime,
+                cell(route["reconnects"]),
                 cell(route["strategy"]), cell(route["encoder"]),
                 "\(cell(route["resources_ready"]))/\(cell(route["resources_online"]))", cell(route["pending"]),
                 cell(route["forwarded"]), cell(route["answered"]), cell(route["timeouts"]),
@@ -72,7 +73,9 @@ func weight(_ invocation: Invocation) throws(CommandFailure) {
     }
     let result = try client(invocation).call("weight", ["route": invocation.arguments[0],
                                                         "resource": invocation.arguments[1], "weight": weight])
-    show(result, invocation) { "\(cell(result["route"]))/\(cell(result["resource"])): weight \(cell(result["weight"]))" }
+    show(result, invocation) {
+        "\(cell(result["route"]))/\(cell(result["resource"])): weight \(cell(result["weight"]))"
+    }
 }
 
 func strategy(_ invocation: Invocation) throws(CommandFailure) {

@@ -12,7 +12,8 @@ struct Table {
         func line(_ cells: [String]) -> String {
             var out = ""
             for (column, cell) in cells.enumerated() {
-                let padding = column == cells.count - 1 ? "" : String(repeating: " ", count: widths[column] - cell.count + 2)
+                let width = widths[column] - cell.count + 2
+                let padding = column == cells.count - 1 ? "" : String(repeating: " ", count: width)
                 out += cell + padding
             }
             return out

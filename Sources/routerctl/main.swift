@@ -149,7 +149,8 @@ func parse(_ arguments: ArraySlice<String>, for command: Command) throws(Command
             invocation.limit = limit
         case "--log-level":
             guard let level = LogLevel(name: try value(argument)) else {
-                throw CommandFailure(message: "--log-level takes trace, debug, info, warning or error", exitCode: .usage)
+                throw CommandFailure(message: "--log-level takes trace, debug, info, warning or error",
+                                     exitCode: .usage)
             }
             invocation.logLevel = level
         case _ where argument.hasPrefix("-") && argument.count > 1 && Int(argument) == nil:

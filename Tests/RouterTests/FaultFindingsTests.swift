@@ -57,7 +57,8 @@ private struct FindingsCore {
 
     mutating func answer(_ id: String, from resource: String) throws {
         let jat = Base64URL.encode(Array("user@example.org/phone".utf8))
-        _ = try handle("<iq type='result' id='\(id)' from='service@example.org/\(resource)' to='proxy.example.org/\(jat)'/>")
+        _ = try handle("<iq type='result' id='\(id)' from='service@example.org/\(resource)' "
+                       + "to='proxy.example.org/\(jat)'/>")
     }
 
     mutating func expire(after duration: Duration) -> [XMLElement] {

@@ -3,7 +3,8 @@ import Testing
 
 @Suite("Stanzas too large or too deep are dropped, and the stream goes on")
 struct StanzaRefusalTests {
-    let header = "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='s'>"
+    let header = "<stream:stream xmlns='jabber:component:accept' "
+        + "xmlns:stream='http://etherx.jabber.org/streams' id='s'>"
 
     private func events(_ parser: XMLStreamParser, _ text: String) throws -> [XMLStreamEvent] {
         var all: [XMLStreamEvent] = []
@@ -42,7 +43,9 @@ struct StanzaRefusalTests {
         let big = "<iq type='get' id='big' from='u@example.org/r' to='proxy.example.org'><q xmlns='urn:x'>"
             + String(repeating: "x", count: 4000) + "</q></iq>"
         let found = try events(parser, header + big + "<iq type='get' id='small' to='p' from='u@e/r'/>")
-        #expect(found.contains { if case .refused(let root, .tooLarge) = $0 { root[attribute: "id"] == "big" } else { false } })
+        #expect(found.contains { event in
+            if case .refused(let root, .tooLarge) = event { root[attribute: "id"] == "big" } else { false }
+        })
         #expect(found.contains { if case .element(let e) = $0 { e[attribute: "id"] == "small" } else { false } })
 
         let huge = "<iq type='get' id='huge'><q>" + String(repeating: "x", count: 20_000) + "</q></iq>"

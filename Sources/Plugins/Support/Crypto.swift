@@ -81,7 +81,9 @@ enum Crypto {
               EVP_DecryptInit_ex(context, nil, nil, key, iv) == 1
         else { return nil }
         if !ciphertext.isEmpty {
-            guard EVP_DecryptUpdate(context, &out, &length, ciphertext, Int32(ciphertext.count)) == 1 else { return nil }
+            guard EVP_DecryptUpdate(context, &out, &length, ciphertext, Int32(ciphertext.count)) == 1 else {
+                return nil
+            }
             total = Int(length)
         }
         guard EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_TAG, 16, &tag) == 1 else { return nil }

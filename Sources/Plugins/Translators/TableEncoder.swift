@@ -23,7 +23,9 @@ public final class TableEncoder: JATEncoder {
     private var insertionsSinceSweep = 0
     private let clock: () -> Instant
 
-    public init(capacity: Int = 100_000, idleExpiry: Duration = .seconds(600), clock: @escaping () -> Instant = Instant.now) {
+    public init(
+        capacity: Int = 100_000, idleExpiry: Duration = .seconds(600), clock: @escaping () -> Instant = Instant.now
+    ) {
         self.capacity = max(1, capacity)
         self.idleExpiry = idleExpiry
         self.clock = clock

@@ -70,7 +70,8 @@ public struct ConfigValue: Sendable {
         }
         let (bytes, overflow) = value.multipliedReportingOverflow(by: Int(scale))
         guard !overflow, range.contains(bytes) else {
-            throw error("\(number)\(scale == 1 ? "" : " units") is out of range \(range.lowerBound)...\(range.upperBound) bytes")
+            let written = "\(number)\(scale == 1 ? "" : " units")"
+            throw error("\(written) is out of range \(range.lowerBound)...\(range.upperBound) bytes")
         }
         return bytes
     }

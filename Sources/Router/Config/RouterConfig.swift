@@ -138,7 +138,9 @@ public struct RouterConfig: Sendable {
     }
 
     /// Parses configuration text; `file` names it in errors and anchors relative secret files.
-    public static func parse(_ text: String, file: String, catalog: any PluginCatalog) throws(ConfigError) -> RouterConfig {
+    public static func parse(
+        _ text: String, file: String, catalog: any PluginCatalog
+    ) throws(ConfigError) -> RouterConfig {
         let root: YAMLNode?
         do {
             root = try YAMLDocument.parse(text)
@@ -202,7 +204,9 @@ public struct RouterConfig: Sendable {
                             metrics: metrics)
     }
 
-    private static func parseRoute(_ value: ConfigValue, catalog: any PluginCatalog) throws(ConfigError) -> RouteConfig {
+    private static func parseRoute(
+        _ value: ConfigValue, catalog: any PluginCatalog
+    ) throws(ConfigError) -> RouteConfig {
         var mapping = try value.mapping()
 
         let componentValue = try mapping.required("component")
@@ -233,7 +237,8 @@ public struct RouterConfig: Sendable {
         var reconnectMax = Duration.seconds(30)
         if let reconnectValue = mapping.optional("reconnect") {
             var reconnect = try reconnectValue.mapping()
-            reconnectInitial = try reconnect.optional("initial")?.duration(minimum: .milliseconds(10)) ?? reconnectInitial
+            reconnectInitial = try reconnect.optional("initial")?.duration(minimum: .milliseconds(10))
+                ?? reconnectInitial
             reconnectMax = try reconnect.optional("max")?.duration(minimum: .milliseconds(10)) ?? reconnectMax
             try reconnect.finish()
             guard reconnectMax >= reconnectInitial else {
@@ -254,7 +259,9 @@ public struct RouterConfig: Sendable {
     }
 
     /// The optional protections of a route: limits, rate limit, access list, ejection, pings, retries.
-    private static func readPolicies(_ mapping: inout ConfigMapping, into route: inout RouteConfig) throws(ConfigError) {
+    private static func readPolicies(
+        _ mapping: inout ConfigMapping, into route: inout RouteConfig
+    ) throws(ConfigError) {
         if let value = mapping.optional("limits") {
             var limits = try value.mapping()
             route.limits.maxPending = try limits.optional("max_pending")?.integer(in: 1...10_000_000)
@@ -284,7 +291,8 @@ public struct RouterConfig: Sendable {
             var policy = EjectionPolicy()
             policy.consecutiveFailures = try ejection.optional("consecutive_failures")?.integer(in: 1...1000)
                 ?? policy.consecutiveFailures
-            policy.cooldown = try ejection.optional("cooldown")?.duration(minimum: .milliseconds(100)) ?? policy.cooldown
+            policy.cooldown = try ejection.optional("cooldown")?.duration(minimum: .milliseconds(100))
+                ?? policy.cooldown
             policy.maxCooldown = try ejection.optional("max_cooldown")?.duration(minimum: .milliseconds(100))
                 ?? max(policy.maxCooldown, policy.cooldown)
             try ejection.finish()

@@ -100,8 +100,8 @@ public enum YAMLDocument {
         case YAML_SCALAR_NODE:
             let scalar = node.pointee.data.scalar
             let text = String(decoding: UnsafeBufferPointer(start: scalar.value, count: scalar.length), as: UTF8.self)
-            let quoted = scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE || scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE
-                || scalar.style == YAML_LITERAL_SCALAR_STYLE || scalar.style == YAML_FOLDED_SCALAR_STYLE
+            let quoted = [YAML_SINGLE_QUOTED_SCALAR_STYLE, YAML_DOUBLE_QUOTED_SCALAR_STYLE, YAML_LITERAL_SCALAR_STYLE,
+                          YAML_FOLDED_SCALAR_STYLE].contains(scalar.style)
             return YAMLNode(value: .scalar(text), line: line, column: column, quoted: quoted)
         case YAML_SEQUENCE_NODE:
             var items: [YAMLNode] = []

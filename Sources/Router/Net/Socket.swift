@@ -109,7 +109,9 @@ public final class TCPSocket {
     public func connectionError() -> SocketError? {
         var code: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
-        guard getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &code, &length) == 0 else { return SocketError("getsockopt") }
+        guard getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &code, &length) == 0 else {
+            return SocketError("getsockopt")
+        }
         return code == 0 ? nil : SocketError("connect", code: code)
     }
 

@@ -354,8 +354,9 @@ public struct RouteCore {
             guard let request = pending[key], request.resource == resource else { return }
             pending.remove(key)
             finish(request, latency: nil)
-            fail(request, StanzaError(.cancel, .policyViolation, text: "The service's answer is \(reason.rawValue) to relay."),
-                 into: &actions)
+            let text = "The service's answer is \(reason.rawValue) to relay."
+            let error = StanzaError(.cancel, .policyViolation, text: text)
+            fail(request, error, into: &actions)
         default:
             break
         }

@@ -31,7 +31,9 @@ public struct EjectionPolicy: Sendable, Equatable {
     public var cooldown: Duration
     public var maxCooldown: Duration
 
-    public init(consecutiveFailures: Int = 5, cooldown: Duration = .seconds(30), maxCooldown: Duration = .seconds(300)) {
+    public init(
+        consecutiveFailures: Int = 5, cooldown: Duration = .seconds(30), maxCooldown: Duration = .seconds(300)
+    ) {
         self.consecutiveFailures = consecutiveFailures
         self.cooldown = cooldown
         self.maxCooldown = maxCooldown

@@ -104,7 +104,8 @@ public enum XMLSerializer {
             size += attributePrefix + element.attributes[index].name.utf8.count + 4
                 + escapedBound(element.attributes[index].value)
             if element.attributes[index].prefix != nil {
-                size += declarationBound(attributePrefix, element.attributes[index].namespace.map { escapedBound($0) } ?? 0)
+                let namespaceSize = element.attributes[index].namespace.map { escapedBound($0) } ?? 0
+                size += declarationBound(attributePrefix, namespaceSize)
             }
         }
         for index in element.children.indices {

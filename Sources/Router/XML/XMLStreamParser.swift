@@ -209,7 +209,8 @@ public final class XMLStreamParser {
 
     private func installHandlers() {
         handler.initialized = UInt32(XML_SAX2_MAGIC)
-        handler.startElementNs = { user, localname, prefix, uri, namespaceCount, namespaces, attributeCount, _, attributes in
+        handler.startElementNs = {
+            user, localname, prefix, uri, namespaceCount, namespaces, attributeCount, _, attributes in
             guard let parser = XMLStreamParser.from(user), let localname else { return }
             if parser.discarding != nil {
                 parser.depth += 1

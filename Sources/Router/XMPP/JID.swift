@@ -112,7 +112,8 @@ public struct JID: Hashable, Sendable, CustomStringConvertible {
         if domain.first == open {
             let inner = domain.dropFirst().dropLast()
             guard domain.count > 2, domain.last == close, inner.allSatisfy({ byte in
-                byte == colon || byte == dot || (byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x66)
+                let hexLetter = (byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x66
+                return byte == colon || byte == dot || (byte >= 0x30 && byte <= 0x39) || hexLetter
             }) else { return "domainpart is not a valid IP literal" }
             return nil
         }
@@ -266,7 +267,8 @@ public struct JID: Hashable, Sendable, CustomStringConvertible {
         var scan = ASCIIScan()
         guard let base = bytes.baseAddress else { throw JIDError(input: input, reason: "empty domainpart") }
         let count = bytes.count
-        scan.slash = memchr(base, Int32(UInt8(ascii: "/")), count).map { UnsafeRawPointer($0) - UnsafeRawPointer(base) } ?? -1
+        scan.slash = memchr(base, Int32(UInt8(ascii: "/")), count)
+            .map { UnsafeRawPointer($0) - UnsafeRawPointer(base) } ?? -1
         scan.bareEnd = scan.slash < 0 ? count : scan.slash
         var index = scan.bareEnd - 1
         while index >= 0, base[index] != UInt8(ascii: "@") { index -= 1 }

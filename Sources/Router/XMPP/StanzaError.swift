@@ -51,7 +51,8 @@ public struct StanzaError: Sendable, Equatable, CustomStringConvertible {
         error.append(XMLElement(name: condition.rawValue, namespace: stanzaErrorNamespace))
         if let text {
             var textElement = XMLElement(name: "text", namespace: stanzaErrorNamespace)
-            textElement.attributes.append(XMLAttribute(name: "lang", prefix: "xml", namespace: xmlNamespace, value: "en"))
+            let language = XMLAttribute(name: "lang", prefix: "xml", namespace: xmlNamespace, value: "en")
+            textElement.attributes.append(language)
             textElement.append(text: text)
             error.append(textElement)
         }
