@@ -132,14 +132,17 @@ def assert_status_answers(setup: BreakerSetup, within: float, when: str) -> None
 
 
 def is_closed(sock: socket.socket) -> bool:
-    """True when the peer has closed `sock` (EOF or reset); does not wait."""
-    readable, _, _ = select.select([sock], [], [], 0)
-    if not readable:
-        return False
-    try:
-        return sock.recv(4096) == b""
-    except OSError:
-        return True
+    """True when the peer has closed `sock` (EOF or reset), after whatever it wrote first (a
+    connection over the limit reads a `busy` answer, then EOF); does not wait."""
+    while True:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False
+        try:
+            if sock.recv(4096) == b"":
+                return True
+        except OSError:
+            return True
 
 
 def open_idle(connect, count: int) -> list[socket.socket]:

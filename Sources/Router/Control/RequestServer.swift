@@ -8,14 +8,17 @@ import Glibc
 /// (one JSON object per line) and the HTTP metrics listener (one request per connection).
 ///
 /// Everything runs on `queue`; requests are small and rare. A client that does not read its
-/// answers is dropped when a write stalls for two seconds; one that sends nothing for ten seconds
-/// is dropped too; at most 32 are served at once, so idle connections cannot use up the
-/// process's descriptors.
+/// answers is dropped when a write stalls for two seconds; one that has not completed a request
+/// within ten seconds (of connecting or of its last answer) is dropped too, however slowly it
+/// trickles bytes; at most 32 are served at once, and a client beyond them gets `busy` and is
+/// closed, so idle connections cannot use up the process's descriptors.
 public final class RequestServer: @unchecked Sendable {
     // @unchecked Sendable: `clients` and the sources are touched on `queue` only.
     public struct Options: Sendable {
         var delimiter: [UInt8]
         var maxRequest: Int
+        /// What a client beyond the limit of connections reads before it is closed.
+        var busy: [UInt8]
         /// Keep the connection for further requests after a response.
         var keepOpen: Bool
     }
@@ -46,11 +49,14 @@ public final class RequestServer: @unchecked Sendable {
     }
 
     public static func lines(maxRequest: Int = 64 * 1024) -> Options {
-        Options(delimiter: [0x0A], maxRequest: maxRequest, keepOpen: true)
+        Options(delimiter: [0x0A], maxRequest: maxRequest, busy: ControlProtocol.encode(ControlProtocol.failure(
+            "the router is busy: \(maxClients) control connections are open; try again")), keepOpen: true)
     }
 
     public static func http() -> Options {
-        Options(delimiter: Array("\r\n\r\n".utf8), maxRequest: 16 * 1024, keepOpen: false)
+        Options(delimiter: Array("\r\n\r\n".utf8), maxRequest: 16 * 1024,
+                busy: Array("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8),
+                keepOpen: false)
     }
 
     public func start() {
@@ -105,12 +111,13 @@ public final class RequestServer: @unchecked Sendable {
                 return
             }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            var timeout = timeval(tv_sec: 2, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             guard clients.count < Self.maxClients else {
+                writeAll(fd, options.busy)
                 close(fd)
                 continue
             }
-            var timeout = timeval(tv_sec: 2, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             if let refusal = admit(fd) {
                 writeAll(fd, refusal)
                 close(fd)
@@ -134,13 +141,13 @@ public final class RequestServer: @unchecked Sendable {
             return
         }
         client.buffer.append(contentsOf: chunk[0..<count])
-        client.lastActive = Instant.now()
         clients[fd] = client
         while let end = firstDelimiter(in: clients[fd]?.buffer ?? []) {
             guard let buffer = clients[fd]?.buffer else { return }
             let request = Array(buffer[..<end])
             clients[fd]?.buffer = Array(buffer[(end + options.delimiter.count)...])
             let response = respond(request)
+            clients[fd]?.lastActive = Instant.now()
             // The socket is non-blocking for reads; writes wait, bounded by SO_SNDTIMEO.
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
             let delivered = writeAll(fd, response)
