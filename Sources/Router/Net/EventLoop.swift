@@ -24,7 +24,7 @@ public final class EventLoop: @unchecked Sendable {
     private let loopThread = Mutex<pthread_t?>(nil)
     private var watchers: [Int32: Watcher] = [:]
     private var timers: [TimerID: (deadline: Instant, handler: () -> Void)] = [:]
-    private var timerHeap: [(deadline: Instant, id: TimerID)] = []
+    private var timerHeap = DeadlineHeap<TimerID>()
     private var nextTimer: TimerID = 0
     private var running = true
 
@@ -85,7 +85,7 @@ public final class EventLoop: @unchecked Sendable {
         nextTimer += 1
         let deadline = Instant.now() + delay
         timers[nextTimer] = (deadline, handler)
-        pushTimer((deadline, nextTimer))
+        timerHeap.push(deadline, nextTimer)
         return nextTimer
     }
 
@@ -175,46 +175,20 @@ public final class EventLoop: @unchecked Sendable {
     private func runDueTimers() {
         let now = Instant.now()
         while let top = timerHeap.first, top.deadline <= now {
-            popTimer()
-            guard let timer = timers.removeValue(forKey: top.id) else { continue }
+            timerHeap.removeFirst()
+            guard let timer = timers.removeValue(forKey: top.payload) else { continue }
             timer.handler()
         }
     }
 
     /// Milliseconds until the next live timer (rounded up), or -1 to wait for events only.
     private func waitMilliseconds() -> Int32 {
-        while let top = timerHeap.first, timers[top.id] == nil { popTimer() }
+        while let top = timerHeap.first, timers[top.payload] == nil { timerHeap.removeFirst() }
         guard let top = timerHeap.first else { return -1 }
         let remaining = top.deadline.since(Instant.now()).nanoseconds
         return Int32(min(Int64(Int32.max), (remaining + 999_999) / 1_000_000))
     }
 
-    private func pushTimer(_ entry: (deadline: Instant, id: TimerID)) {
-        timerHeap.append(entry)
-        var child = timerHeap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard timerHeap[child].deadline < timerHeap[parent].deadline else { break }
-            timerHeap.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    private func popTimer() {
-        let last = timerHeap.removeLast()
-        guard !timerHeap.isEmpty else { return }
-        timerHeap[0] = last
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1, right = left + 1
-            var smallest = parent
-            if left < timerHeap.count, timerHeap[left].deadline < timerHeap[smallest].deadline { smallest = left }
-            if right < timerHeap.count, timerHeap[right].deadline < timerHeap[smallest].deadline { smallest = right }
-            guard smallest != parent else { return }
-            timerHeap.swapAt(parent, smallest)
-            parent = smallest
-        }
-    }
 }
 
 /// Carries work to a loop's thread and its result back to the thread that waits for it.

@@ -60,14 +60,8 @@ final class RetryCopy: Sendable {
 /// skipped when they reach the top (their serial no longer matches); the heap is rebuilt from the
 /// live requests when stale entries outnumber them.
 public struct PendingRequests: Sendable {
-    private struct Deadline {
-        var at: Instant
-        var serial: UInt64
-        var key: PendingKey
-    }
-
     private var requests: [PendingKey: PendingRequest] = [:]
-    private var heap: [Deadline] = []
+    private var heap = DeadlineHeap<(serial: UInt64, key: PendingKey)>()
     private var nextSerial: UInt64 = 0
 
     public init() {}
@@ -87,24 +81,24 @@ public struct PendingRequests: Sendable {
         nextSerial += 1
         request.serial = nextSerial
         requests[request.key] = request
-        push(Deadline(at: request.deadline, serial: nextSerial, key: request.key))
+        heap.push(request.deadline, (nextSerial, request.key))
         if heap.count > 64, heap.count > requests.count * 3 { rebuildHeap() }
     }
 
     @discardableResult
     public mutating func remove(_ key: PendingKey) -> PendingRequest? {
         let removed = requests.removeValue(forKey: key)
-        if requests.isEmpty { heap.removeAll(keepingCapacity: true) }
+        if requests.isEmpty { heap.removeAll() }
         return removed
     }
 
     /// Removes and returns the requests whose current try ends at or before `now`.
     public mutating func removeExpired(now: Instant) -> [PendingRequest] {
         var expired: [PendingRequest] = []
-        while let top = heap.first, top.at <= now {
-            pop()
-            if let request = requests[top.key], request.serial == top.serial {
-                requests[top.key] = nil
+        while let top = heap.first, top.deadline <= now {
+            heap.removeFirst()
+            if let request = requests[top.payload.key], request.serial == top.payload.serial {
+                requests[top.payload.key] = nil
                 expired.append(request)
             }
         }
@@ -115,7 +109,7 @@ public struct PendingRequests: Sendable {
     public mutating func removeAll(heldBy resource: String) -> [PendingRequest] {
         let held = requests.values.filter { $0.resource == resource }
         for request in held { requests[request.key] = nil }
-        if requests.isEmpty { heap.removeAll(keepingCapacity: true) }
+        if requests.isEmpty { heap.removeAll() }
         return held
     }
 
@@ -123,51 +117,20 @@ public struct PendingRequests: Sendable {
     public mutating func removeAll() -> [PendingRequest] {
         let all = Array(requests.values)
         requests.removeAll()
-        heap.removeAll(keepingCapacity: true)
+        heap.removeAll()
         return all
     }
 
     /// The earliest end of a try still in flight.
     public mutating func nextDeadline() -> Instant? {
         while let top = heap.first {
-            if let request = requests[top.key], request.serial == top.serial { return top.at }
-            pop()
+            if let request = requests[top.payload.key], request.serial == top.payload.serial { return top.deadline }
+            heap.removeFirst()
         }
         return nil
     }
 
-    // MARK: Heap
-
-    private mutating func push(_ entry: Deadline) {
-        heap.append(entry)
-        var child = heap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard heap[child].at < heap[parent].at else { break }
-            heap.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    private mutating func pop() {
-        let last = heap.removeLast()
-        guard !heap.isEmpty else { return }
-        heap[0] = last
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1
-            let right = left + 1
-            var smallest = parent
-            if left < heap.count, heap[left].at < heap[smallest].at { smallest = left }
-            if right < heap.count, heap[right].at < heap[smallest].at { smallest = right }
-            guard smallest != parent else { return }
-            heap.swapAt(parent, smallest)
-            parent = smallest
-        }
-    }
-
     private mutating func rebuildHeap() {
-        heap = requests.values.map { Deadline(at: $0.deadline, serial: $0.serial, key: $0.key) }
-        heap.sort { $0.at < $1.at }
+        heap = DeadlineHeap(requests.values.map { ($0.deadline, ($0.serial, $0.key)) })
     }
 }
