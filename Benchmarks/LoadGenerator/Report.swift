@@ -88,7 +88,8 @@ enum Report {
             guard let large = find("strategy \(strategy), 1,000 resources"), small.skipped == nil else { continue }
             let ratio = large.routerMicrosecondsPerRoundTrip / max(small.routerMicrosecondsPerRoundTrip, 0.001)
             row("\(strategy): CPU per round trip, 1,000 resources within 2× of 2",
-                "\(fixed(large.routerMicrosecondsPerRoundTrip, 2)) vs \(fixed(small.routerMicrosecondsPerRoundTrip, 2)) µs (\(fixed(ratio, 2))×)",
+                "\(fixed(large.routerMicrosecondsPerRoundTrip, 2)) vs "
+                    + "\(fixed(small.routerMicrosecondsPerRoundTrip, 2)) µs (\(fixed(ratio, 2))×)",
                 ratio <= 2)
         }
         let idle = results.filter { $0.skipped == nil && $0.idleRSS > 0 && $0.scenario.routes == 1 }

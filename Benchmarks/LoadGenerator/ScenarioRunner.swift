@@ -247,7 +247,8 @@ struct ScenarioRunner {
     /// A random key for the encoders that need one, readable by its owner only.
     private func writeKeyFile(at path: String) throws {
         let key = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-        _ = FileManager.default.createFile(atPath: path, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: Data(key.utf8),
+                                           attributes: [.posixPermissions: 0o600])
     }
 }
 

@@ -54,7 +54,9 @@ struct Options {
         }
         func number(_ flag: String) throws -> Double {
             let text = try value(flag)
-            guard let number = Double(text), number > 0 else { throw BenchError("\(flag): '\(text)' is not a positive number") }
+            guard let number = Double(text), number > 0 else {
+                throw BenchError("\(flag): '\(text)' is not a positive number")
+            }
             return number
         }
         while let argument = rest.popFirst() {
@@ -86,7 +88,8 @@ struct Options {
 
 /// The folder this program was started from, to find `routerctl` built beside it.
 func programFolder() -> String {
-    let link = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let link = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        ?? CommandLine.arguments[0]
     return (link as NSString).deletingLastPathComponent
 }
 
@@ -95,14 +98,17 @@ func machineContext(_ options: Options) -> String {
     let cpuinfo = ProcessFigures.readSmallFile("/proc/cpuinfo") ?? ""
     let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
         .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
-    let load = ProcessFigures.readSmallFile("/proc/loadavg")?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+    let load = ProcessFigures.readSmallFile("/proc/loadavg")?
+        .split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
     let formatter = ISO8601DateFormatter()
-    var text = "Router alone (`routerbench`), \(formatter.string(from: Date())): \(ProcessInfo.processInfo.activeProcessorCount)"
+    var text = "Router alone (`routerbench`), \(formatter.string(from: Date())): "
+        + "\(ProcessInfo.processInfo.activeProcessorCount)"
         + " × \(model), load average before the run \(load). "
     if let requests = options.requests {
         text += "Bounded run: \(requests) round trips per scenario"
     } else {
-        text += "Each scenario: \(Report.fixed(options.warmup, 1)) s warm-up, then \(Report.fixed(options.duration, 1)) s measured"
+        text += "Each scenario: \(Report.fixed(options.warmup, 1)) s warm-up, "
+            + "then \(Report.fixed(options.duration, 1)) s measured"
         if options.repeats > 1 {
             text += ", the least disturbed of \(options.repeats) runs (fewest other cores)"
         }
