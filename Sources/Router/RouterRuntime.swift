@@ -205,7 +205,12 @@ public final class RouterRuntime: @unchecked Sendable {
         retiring.append(route)
         route.drainAndStop { [weak self] in
             guard let self else { return }
-            self.queue.async { self.retiring.removeAll { $0 === route } }
+            self.queue.async {
+                guard !self.stopping else { return }
+                self.retiring.removeAll { $0 === route }
+                // Nothing refers to the route any more: its thread can end.
+                route.loop.shutdown()
+            }
         }
     }
 
