@@ -14,30 +14,14 @@ private struct BreakerCore {
     let now = Instant(nanoseconds: 1_000_000_000_000)
 
     init(strategy: String) throws {
-        let yaml = """
-            routes:
-              - component: proxy.example.org
-                server: { host: 127.0.0.1 }
-                secret: s3cret
-                target: service@example.org
-                strategy: \(strategy)
-                request_timeout: 5s
-            """
-        let catalog = BuiltInPlugins()
-        let route = try #require(try RouterConfig.parse(yaml, file: "breaker.yaml", catalog: catalog).routes.first)
-        core = RouteCore(config: route, strategy: try catalog.makeStrategy(route.strategy, for: route),
-                         encoder: try catalog.makeEncoder(route.encoder, for: route), log: Logger(level: .error))
+        core = try makeRouteCore(yaml: routeYAML(strategy: strategy))
     }
 
     /// Hands `xml` (stanzas) to the core; returns the stanzas it sends.
     mutating func handle(_ xml: String) throws -> [XMLElement] {
-        let parser = XMLStreamParser()
-        let header = "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>"
         var actions: [RouteAction] = []
-        for case .element(let stanza) in try parser.feed(Array((header + xml).utf8)) {
-            core.handle(stanza, now: now, into: &actions)
-        }
-        return actions.compactMap { if case .send(let stanza) = $0 { stanza } else { nil } }
+        for stanza in try componentStanzas(xml) { core.handle(stanza, now: now, into: &actions) }
+        return stanzas(in: actions)
     }
 
     /// Makes resource `name` of the target available, with `<priority>` when `priority` is given.

@@ -11,30 +11,13 @@ private struct FindingsCore {
     var now = Instant(nanoseconds: 1_000_000_000_000)
 
     init(strategy: String, extra: String) throws {
-        let yaml = """
-            routes:
-              - component: proxy.example.org
-                server: { host: 127.0.0.1 }
-                secret: s3cret
-                target: service@example.org
-                strategy: \(strategy)
-                request_timeout: 5s
-            \(extra.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
-            """
-        let catalog = BuiltInPlugins()
-        let route = try #require(try RouterConfig.parse(yaml, file: "findings.yaml", catalog: catalog).routes.first)
-        core = RouteCore(config: route, strategy: try catalog.makeStrategy(route.strategy, for: route),
-                         encoder: try catalog.makeEncoder(route.encoder, for: route), log: Logger(level: .error))
+        core = try makeRouteCore(yaml: routeYAML(strategy: strategy, extra: extra))
     }
 
     mutating func handle(_ xml: String) throws -> [XMLElement] {
-        let parser = XMLStreamParser()
-        let header = "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>"
         var actions: [RouteAction] = []
-        for case .element(let stanza) in try parser.feed(Array((header + xml).utf8)) {
-            core.handle(stanza, now: now, into: &actions)
-        }
-        return sent(actions)
+        for stanza in try componentStanzas(xml) { core.handle(stanza, now: now, into: &actions) }
+        return stanzas(in: actions)
     }
 
     mutating func online(_ name: String) throws {
@@ -65,11 +48,7 @@ private struct FindingsCore {
         now = now + duration
         var actions: [RouteAction] = []
         core.expire(now: now, into: &actions)
-        return sent(actions)
-    }
-
-    private func sent(_ actions: [RouteAction]) -> [XMLElement] {
-        actions.compactMap { if case .send(let stanza) = $0 { stanza } else { nil } }
+        return stanzas(in: actions)
     }
 }
 

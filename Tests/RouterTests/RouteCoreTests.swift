@@ -14,29 +14,11 @@ private struct CoreHarness {
     static func yaml(
         encoder: String = "base64url", strategy: String = "round-robin", extra: String = ""
     ) -> String {
-        """
-        routes:
-          - component: proxy.example.org
-            server: { host: 127.0.0.1 }
-            secret: s3cret
-            target: service@example.org
-            strategy: \(strategy)
-            encoder: \(encoder)
-            request_timeout: 5s
-            \(extra)
-        """
+        routeYAML(strategy: strategy, encoder: encoder, extra: extra)
     }
 
     init(yaml: String = CoreHarness.yaml()) throws {
-        let catalog = BuiltInPlugins()
-        let config = try RouterConfig.parse(yaml, file: "core.yaml", catalog: catalog)
-        let route = try #require(config.routes.first)
-        core = RouteCore(
-            config: route,
-            strategy: try catalog.makeStrategy(route.strategy, for: route),
-            encoder: try catalog.makeEncoder(route.encoder, for: route),
-            log: Logger(level: .error)
-        )
+        core = try makeRouteCore(yaml: yaml)
     }
 
     /// Hands `xml` (one stanza) to the core; returns what it asks the connection to do.
@@ -90,10 +72,7 @@ private struct CoreHarness {
 
 /// One stanza parsed from `xml` as it would arrive on a component stream.
 private func coreStanza(_ xml: String) throws -> XMLElement {
-    let parser = XMLStreamParser()
-    let header = "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>"
-    let events = try parser.feed(Array((header + xml).utf8))
-    for case .element(let element) in events { return element }
+    if let stanza = try componentStanzas(xml).first { return stanza }
     Issue.record("no stanza in \(xml)")
     return XMLElement(name: "none")
 }
